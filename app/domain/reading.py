@@ -1,0 +1,62 @@
+"""The normalized meter reading every stage after ingestion works on.
+
+Time is event time, integer milliseconds since the Unix epoch (UTC). Converting to a
+``datetime`` always uses ``tz=UTC`` (see :func:`to_datetime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+
+class Reading(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """One validated reading of one meter.
+
+    Encoded as a compact JSON array on the normalized readings topic (``array_like``).
+    """
+
+    household_id: str
+    meter_id: str
+    ts_ms: int
+    """Event time of the reading: Unix epoch milliseconds, UTC."""
+    power_w: float
+    """Active power (W); apparent power (VA) when the meter gives no active power (TIC)."""
+    energy_wh: float | None = None
+    """Cumulative import energy counter (Wh), the sum of all tariff indexes for TIC."""
+    device_id: str = ""
+    voltage_v: float | None = None
+    current_a: float | None = None
+    apparent_va: float | None = None
+    tariff: str | None = None
+    """Current tariff period label (e.g. ``HP``/``HC`` or a TIC ``LTARF``/``PTEC`` value)."""
+    indexes_wh: dict[str, float] | None = None
+    """Energy index per tariff period (Wh), when the meter reports several."""
+    channels_w: dict[str, float] | None = None
+    """Sub-metered appliance power (W) by appliance name (smart plugs)."""
+    source: str = "json"
+    """``json`` or ``tic``."""
+
+
+class ReadingBatch(msgspec.Struct, frozen=True):
+    """Many readings in one Kafka message on the normalized readings topic.
+
+    All readings in a batch belong to households that map to the same partition, so a batch is
+    co-partitioned exactly as its readings would be if each were keyed by ``household_id``.
+    """
+
+    readings: list[Reading]
+    v: int = 1
+
+
+def to_datetime(ts_ms: int) -> datetime:
+    """Event-time milliseconds to a timezone-aware UTC datetime."""
+    return datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC)
+
+
+def to_ms(dt: datetime) -> int:
+    """A timezone-aware datetime to epoch milliseconds. Naive datetimes are refused."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime: wattflow only handles timezone-aware times")
+    return int(round(dt.timestamp() * 1000))
