@@ -61,6 +61,23 @@ class Settings(BaseSettings):
     influx_user: str = "wattflow"
     influx_password: SecretStr = SecretStr("wattflow-dev")
     influx_db: str = "wattflow"
+    # InfluxDB storage (app/services/influx*.py, docs/influx.md) --- begin
+    influx_retention_raw: str = "7d"
+    """Retention of the 1-second readings (InfluxQL duration: 7d, 52w, INF)."""
+    influx_retention_1m: str = "90d"
+    influx_retention_15m: str = "730d"
+    influx_retention_1h: str = "3650d"
+    influx_retention_1d: str = "3650d"
+    influx_retention_events: str = "3650d"
+    """Appliance (NILM) events and anomaly alerts."""
+    influx_batch_points: int = 5000
+    """Points per InfluxDB write request."""
+    influx_write_concurrency: int = 4
+    """InfluxDB write requests in flight at once."""
+    influx_timeout_s: float = 10.0
+    influx_retry_max_s: float = 10.0
+    """Cap of the exponential backoff between retries of a failed write."""
+    # InfluxDB storage --- end
 
     # --- PostgreSQL ---------------------------------------------------------------------------
     pg_port: int = 15432
@@ -79,7 +96,22 @@ class Settings(BaseSettings):
 
     # --- Faust worker -------------------------------------------------------------------------
     app_id: str = "wattflow"
-    web_port: int = 6066
+    worker_datadir: Path | None = None
+    """RocksDB tables of this worker; two workers on one machine need two directories."""
+    commit_interval_s: float = 2.0
+    checkpoint_interval_s: float = 5.0
+    """How often per-household state is written to the tables (changelog) and the offsets of
+    the readings it covers are acknowledged. Larger: fewer changelog messages per reading."""
+    registry_refresh_s: float = 30.0
+
+    # --- windows ------------------------------------------------------------------------------
+    window_grace_s: float = 30.0
+    """Late readings up to this long after a window's end still update it."""
+    window_max_gap_s: float = 300.0
+    """Longest silence between two readings that is still integrated (else flagged gap)."""
+    window_idle_timeout_s: float = 900.0
+    """A silent household's windows close this long after their end (+ grace)."""
+    window_close_interval_s: float = 10.0
     batch_size: int = 5000
     """Messages taken from a stream at once (``take_events``)."""
     batch_within_s: float = 0.5

@@ -1,0 +1,77 @@
+"""Storage agents: readings and closed windows -> InfluxDB.
+
+Each batch of Kafka messages becomes line protocol (``app.domain.lineproto``) and is written
+through ``InfluxSink``; the batch's events are acknowledged only after ``sink.write`` returned,
+that is after InfluxDB acknowledged every point (or refused a point, which then went to the
+dead-letter topic). While InfluxDB is down ``write`` waits and retries, so consumption pauses.
+Points are idempotent (same series and timestamp), so replays after a crash overwrite.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+
+from app import metrics
+from app.domain import lineproto
+from app.domain.windows import ClosedWindow
+from app.main import app
+from app.runtime import batch_decoder, json_encoder
+from app.services.influx import InfluxSink
+from app.settings import get_settings
+from app.topics import deadletter_topic, readings_topic, window_topics
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+_window_decoder = msgspec.json.Decoder(ClosedWindow)
+
+
+class StorageDeadLetter(msgspec.Struct, frozen=True):
+    reason: str
+    detail: str
+    line: str
+    rejected_ms: int
+
+
+async def _rejected(line: bytes, message: str) -> None:
+    record = StorageDeadLetter("influx_rejected", message, line.decode("utf-8", "replace"),
+                               int(time.time() * 1000))
+    await deadletter_topic.send(key=None, value=json_encoder.encode(record))
+    metrics.DEADLETTERS.labels("storage").inc()
+
+
+sink = InfluxSink(settings, on_rejected=_rejected)
+
+_window_topic_set = app.topic(*(t.get_topic_name() for t in window_topics.values()),
+                              key_type=bytes, value_type=bytes, key_serializer="raw",
+                              value_serializer="raw")
+
+
+@app.agent(readings_topic, name="store-readings")
+async def store_readings(stream):  # type: ignore[no-untyped-def]
+    await sink.start()
+    async for events in stream.take_events(settings.influx_batch_points,
+                                           settings.batch_within_s):
+        lines: list[str] = []
+        for e in events:
+            for r in batch_decoder.decode(e.message.value).readings:
+                lines.append(lineproto.reading(r))
+                if r.channels_w:
+                    lines.extend(lineproto.channel_power(r))
+        await sink.write({"raw": lines})
+        metrics.PROCESSING_LATENCY.labels("store-readings").observe(
+            max(0.0, time.time() - events[-1].message.timestamp))
+
+
+@app.agent(_window_topic_set, name="store-windows")
+async def store_windows(stream):  # type: ignore[no-untyped-def]
+    await sink.start()
+    async for events in stream.take_events(settings.influx_batch_points,
+                                           settings.batch_within_s):
+        by_rp: dict[str, list[str]] = {}
+        for e in events:
+            w = _window_decoder.decode(e.message.value)
+            by_rp.setdefault(lineproto.window_rp(w.size), []).append(lineproto.window(w))
+        await sink.write(by_rp)

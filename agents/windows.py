@@ -1,0 +1,157 @@
+"""Windows agent: validated readings -> closed 1 min / 15 min / 1 h / local-day windows.
+
+Per household the pure ``app.domain.windows.apply`` folds the readings of a batch into the
+household's window state; closed windows are emitted once, final, to one topic per size.
+Readings later than the grace period (or far in the future, or re-sent) go to the late-data
+topic. State is checkpointed (``app.checkpoint``): one changelog message per household per
+checkpoint. A timer closes the windows of households that went silent, driven by the
+partition's event-time clock (or the wall clock when the whole partition is idle).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+import msgspec
+
+from app import metrics
+from app.checkpoint import StateCheckpoint
+from app.domain.reading import Reading
+from app.domain.windows import (
+    ClosedWindow,
+    HouseholdWindows,
+    WindowParams,
+    advance,
+    apply,
+    partition_clock,
+)
+from app.main import app
+from app.runtime import batch_decoder, json_encoder, partition_of, registry, timezone_of
+from app.settings import get_settings
+from app.tables import window_state_table
+from app.topics import late_topic, readings_topic, window_topics
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+PARAMS = WindowParams(grace_ms=int(settings.window_grace_s * 1000),
+                      max_gap_ms=int(settings.window_max_gap_s * 1000),
+                      idle_timeout_ms=int(settings.window_idle_timeout_s * 1000))
+
+window_states: StateCheckpoint[HouseholdWindows] = StateCheckpoint(
+    window_state_table, "window-state", topic=settings.topic_readings,
+    partition_of=partition_of, encode=msgspec.msgpack.encode,
+    decode=msgspec.msgpack.Decoder(HouseholdWindows).decode,
+    interval_s=settings.checkpoint_interval_s)
+
+_clock: dict[int, int | None] = {}
+"""Event-time clock per readings partition (largest plausible event time seen)."""
+_last_progress: dict[int, float] = {}
+"""Wall-clock time the partition clock last moved."""
+
+
+class LateRecord(msgspec.Struct, frozen=True):
+    reason: str
+    """``late`` (beyond the grace period), ``future`` (beyond the allowed clock skew) or
+    ``duplicate`` (same household and event time already applied)."""
+    reading: Reading
+
+
+async def emit(closed: list[ClosedWindow]) -> None:
+    for w in closed:
+        await window_topics[w.size].send(key=w.household_id.encode(),
+                                         value=json_encoder.encode(w))
+        metrics.WINDOWS_EMITTED.labels(w.size).inc()
+
+
+async def send_late(reason: str, readings: list[Reading]) -> None:
+    for r in readings:
+        await late_topic.send(key=r.household_id.encode(),
+                              value=json_encoder.encode(LateRecord(reason, r)))
+    if readings:
+        if reason == "late":
+            metrics.READINGS_LATE.inc(len(readings))
+        metrics.DEADLETTERS.labels(f"windows-{reason}").inc(len(readings))
+
+
+async def process(events: list) -> None:  # type: ignore[type-arg]
+    by_household: dict[str, list[Reading]] = defaultdict(list)
+    ref_ms: dict[int, int] = {}
+    for e in events:
+        batch = batch_decoder.decode(e.message.value)
+        p = e.message.partition
+        ref_ms[p] = int(e.message.timestamp * 1000)
+        for r in batch.readings:
+            by_household[r.household_id].append(r)
+        _clock[p] = partition_clock(_clock.get(p), (r.ts_ms for r in batch.readings), ref_ms[p],
+                                    PARAMS)
+        _last_progress[p] = time.monotonic()
+    n = 0
+    for hid, readings in by_household.items():
+        p = partition_of(hid)
+        result = apply(window_states.get(hid), readings, PARAMS,
+                       timezone_of(readings[0].meter_id), now_ms=ref_ms.get(p))
+        if result.state is not None:
+            window_states.put(hid, result.state)
+        n += len(readings)
+        await emit(result.closed)
+        await send_late("late", result.late)
+        await send_late("future", result.future)
+        await send_late("duplicate", result.duplicates)
+    metrics.READINGS_WINDOWED.inc(n)
+    if events:
+        metrics.PROCESSING_LATENCY.labels("windows").observe(
+            max(0.0, time.time() - events[-1].message.timestamp))
+
+
+@app.agent(readings_topic, name="windows")
+async def windows(stream):  # type: ignore[no-untyped-def]
+    window_states.attach(stream)
+    async for events in stream.noack_take(settings.batch_size, settings.batch_within_s):
+        async with window_states.lock:
+            await process(events)
+            window_states.hold(events)
+            await window_states.commit()
+
+
+@app.timer(settings.window_close_interval_s, name="windows-close-silent")
+async def close_silent() -> None:
+    """Close windows of households that went silent (meter offline): no message arrives for
+    them, so their windows are closed by the partition's clock, or by the wall clock once the
+    partition itself has been idle for longer than the idle timeout."""
+    async with window_states.lock:
+        if not window_states.loaded:
+            window_states.load_all()
+        now_wall = time.time()
+        closed_any = 0
+        for hid in list(window_states.keys()):
+            state = window_states.get(hid)
+            if state is None:
+                continue
+            p = partition_of(hid)
+            clock = _clock.get(p)
+            idle = time.monotonic() - _last_progress.get(p, 0.0)
+            if clock is None or idle > PARAMS.idle_timeout_ms / 1000:
+                clock = max(clock or 0, int(now_wall * 1000))
+            new, closed = advance(state, clock, PARAMS)
+            if closed:
+                window_states.put(hid, new)
+                await emit(closed)
+                closed_any += len(closed)
+        if closed_any:
+            log.info("closed %d windows of silent households", closed_any)
+        await window_states.commit(force=bool(closed_any))
+
+
+@app.timer(1.0, name="windows-checkpoint")
+async def windows_checkpoint() -> None:
+    await window_states.commit_idle()
+
+
+@app.on_partitions_revoked.connect
+async def _on_revoked(sender, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    window_states.discard()
+
+
+__all__ = ["registry", "windows"]

@@ -1,0 +1,40 @@
+"""The Faust application object. Agents live in ``agents/``; ``app.worker`` loads them all.
+
+Start a worker with ``faust -A app.worker worker`` (see ``Procfile``).
+"""
+
+from __future__ import annotations
+
+import faust
+
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    datadir = settings.worker_datadir or (settings.state_dir / "worker")
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_servers}",
+        store="rocksdb://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=1_000_000,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        producer_max_batch_size=1_048_576,
+        producer_compression_type=None,
+        stream_buffer_maxsize=65_536,
+        stream_wait_empty=False,
+        table_cleanup_interval=30.0,
+        web_enabled=False,
+        autodiscover=False,
+        loghandlers=[],
+    )
+
+
+app = create_app(get_settings())

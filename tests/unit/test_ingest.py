@@ -1,0 +1,475 @@
+"""ingest_batch: JSON and TIC records to readings, dead letters, duplicates and meter state."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+
+from app.domain.ingest import (
+    DeadLetter,
+    IngestLimits,
+    IngestResult,
+    MeterState,
+    RawRecord,
+    Reason,
+    ingest_batch,
+)
+from app.domain.ingest_validate import recent_ts
+from app.domain.reading import Reading
+from app.domain.registry import MeterInfo
+from app.domain.tic import build_frame_historique, build_frame_standard
+
+T0 = 1_795_662_000_000  # 2026-11-26T03:00:00Z
+REGISTRY = {
+    "m-1": MeterInfo("hh-1", 9_000.0, exports=False),
+    "m-2": MeterInfo("hh-2", 6_000.0, exports=True),
+    "031762120152": MeterInfo("hh-h", 6_900.0, exports=False),
+    "041876097289": MeterInfo("hh-s", 9_000.0, exports=False),
+}
+
+
+def iso(ts_ms: int) -> str:
+    s, ms = divmod(ts_ms, 1000)
+    return datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def reading(ts_ms: int = T0, meter: str = "m-1", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "v": 1,
+        "device_id": f"node-{meter}",
+        "meter_id": meter,
+        "household_id": REGISTRY[meter].household_id if meter in REGISTRY else "hh-x",
+        "ts": iso(ts_ms),
+        "power_w": 500.0,
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def rec(
+    value: Any, offset: int = 0, received: int = T0 + 1_000, topic: str = "meter.raw.json"
+) -> RawRecord:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return RawRecord(raw, topic, 3, offset, received)
+
+
+def run(
+    records: Sequence[RawRecord],
+    states: dict[str, MeterState] | None = None,
+    limits: IngestLimits | None = None,
+    **kw: Any,
+) -> IngestResult:
+    """Run both the fast and the reference path and insist they agree."""
+    args = (records, REGISTRY, states or {}, limits or IngestLimits())
+    fast = ingest_batch(*args, **kw)
+    slow = ingest_batch(*args, fast=False, **kw)
+    assert fast == slow
+    assert fast.balanced()
+    assert len(fast.per_record) == len(records)
+    return fast
+
+
+def reasons(result: IngestResult) -> list[str]:
+    return [d.reason.value for d in result.dead]
+
+
+# -- JSON --------------------------------------------------------------------------------------
+
+
+def test_valid_json_reading_is_normalized() -> None:
+    body = reading(T0, energy_wh=1234.5, voltage_v=231.2, current_a=2.3, apparent_va=540.0,
+                   channels={"fridge": 80.0}, fw="1.4.2", future_field={"x": 1})  # fmt: skip
+    result = run([rec(body)])
+    assert result.readings == [
+        Reading(
+            "hh-1",
+            "m-1",
+            T0,
+            500.0,
+            1234.5,
+            "node-m-1",
+            231.2,
+            2.3,
+            540.0,
+            channels_w={"fridge": 80.0},
+            source="json",
+        )
+    ]
+    assert result.per_record == [(1, 0, 0)]
+    assert result.states["m-1"] == MeterState(T0, 1234.5, T0, T0.to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("2026-11-26T03:00:00Z", T0),
+        ("2026-11-26T04:00:00.250+01:00", T0 + 250),
+        ("2026-11-26T02:30:00.1234567-00:30", T0 + 123),
+        ("2026-11-26t03:00:00z", T0),
+    ],
+)
+def test_timestamps_with_offsets(ts: str, expected: int) -> None:
+    result = run([rec(reading(ts=...) | {"ts": ts})])
+    assert [r.ts_ms for r in result.readings] == [expected]
+
+
+def test_store_and_forward_array_keeps_event_time_and_isolates_bad_elements() -> None:
+    items = [reading(T0 - 60_000 * (5 - i), energy_wh=1000.0 + i) for i in range(5)]
+    items[2]["power_w"] = "lots"  # schema violation in element 2
+    raw = orjson.dumps(items)
+    result = run([rec(raw)])
+    assert [r.ts_ms for r in result.readings] == [T0 - 300_000, T0 - 240_000, T0 - 120_000,
+                                                   T0 - 60_000]  # fmt: skip
+    assert result.per_record == [(4, 0, 1)]
+    (dead,) = result.dead
+    assert (dead.reason, dead.index, dead.offset, dead.partition) == (
+        Reason.SCHEMA_VIOLATION, 2, 0, 3)  # fmt: skip
+    assert orjson.loads(dead.raw) == items[2]  # the element's own bytes
+    assert dead.raw in raw
+
+
+def test_array_element_rejected_by_validation_carries_its_bytes() -> None:
+    items = [reading(T0 - 2000), reading(T0 - 1000, meter="m-9"), reading(T0)]
+    result = run([rec(items)])
+    assert result.per_record == [(2, 0, 1)]
+    assert (result.dead[0].reason, result.dead[0].index) == (Reason.UNKNOWN_ID, 1)
+    assert orjson.loads(result.dead[0].raw) == items[1]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\xff\xfe not json", Reason.NOT_DECODABLE),
+        (b'{"v": 1, "ts": ', Reason.NOT_DECODABLE),
+        (b"", Reason.NOT_DECODABLE),
+        (b"42", Reason.SCHEMA_VIOLATION),
+        (b"[]", Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading(power_w=...)), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading(power_w=True)), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading(v=...)), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading(v=1.0)), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading(channels={"a": "b"})), Reason.SCHEMA_VIOLATION),
+        (b'{"v":1,"meter_id":"m-1","household_id":"hh-1","device_id":"d",'
+         b'"ts":"2026-11-26T03:00:00Z","power_w":1e999}', Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading() | {"ts": "2026-11-26T03:00:00"}), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading() | {"ts": "2026-02-30T03:00:00Z"}), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading() | {"ts": "26/11/2026 03:00"}), Reason.SCHEMA_VIOLATION),
+        (orjson.dumps(reading(v=2)), Reason.UNSUPPORTED_VERSION),
+        (orjson.dumps({"v": 3, "readings": [1, 2]}), Reason.UNSUPPORTED_VERSION),
+        (orjson.dumps(reading(meter="m-9")), Reason.UNKNOWN_ID),
+        (orjson.dumps(reading(meter_id=...)), Reason.UNKNOWN_ID),
+        (orjson.dumps(reading(household_id="hh-2")), Reason.UNKNOWN_ID),
+        (orjson.dumps(reading(household_id=...)), Reason.UNKNOWN_ID),
+        (orjson.dumps(reading(device_id=...)), Reason.UNKNOWN_ID),
+        (orjson.dumps(reading(power_w=-5.0)), Reason.OUT_OF_RANGE),  # m-1 does not export
+        (orjson.dumps(reading(power_w=9_000.5)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(meter="m-2", power_w=-6_000.5)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(voltage_v=2300.0)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(voltage_v=12.0)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(current_a=-900.0)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(apparent_va=-1.0)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(energy_wh=-1.0)), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(channels={"kettle": 2000.0, "ghost": -3.0})), Reason.OUT_OF_RANGE),
+        (orjson.dumps(reading(T0 + 1_000 + 300_001)), Reason.TS_FUTURE),
+        (orjson.dumps(reading(T0 + 1_000 - 7 * 86_400_000 - 1)), Reason.TS_TOO_OLD),
+    ],
+)  # fmt: skip
+def test_reason_codes(value: bytes, reason: Reason) -> None:
+    result = run([rec(value, offset=42)], now_ms=T0 + 5_000)
+    assert reasons(result) == [reason.value]
+    dead = result.dead[0]
+    assert (dead.topic, dead.partition, dead.offset, dead.index) == ("meter.raw.json", 3, 42, None)
+    assert (dead.raw, dead.received_ms, dead.rejected_ms) == (value, T0 + 1_000, T0 + 5_000)
+    assert dead.detail
+    assert result.per_record == [(0, 0, 1)]
+
+
+def test_boundaries_are_inclusive() -> None:
+    limits = IngestLimits()
+    records = [
+        rec(reading(T0 - 2, power_w=9_000.0, voltage_v=100.0)),
+        rec(reading(T0 - 1, power_w=0.0, voltage_v=300.0, current_a=-200.0)),
+        rec(reading(T0 + 1_000 + limits.max_future_ms)),
+        rec(reading(T0 + 1_000 - limits.max_age_ms, meter="m-2", power_w=-6_000.0)),
+    ]
+    assert run(records).per_record == [(1, 0, 0)] * 4
+
+
+def test_oversized_record_is_not_decoded() -> None:
+    value = orjson.dumps([reading(T0 - i * 1000) for i in range(50)])
+    result = run([rec(value)], limits=IngestLimits(max_record_bytes=len(value) - 1))
+    assert reasons(result) == ["oversized"]
+    assert result.per_record == [(0, 0, 1)]
+
+
+def test_received_ms_defaults_rejected_ms() -> None:
+    result = run([rec(b"nope", received=T0 + 77)])
+    assert result.dead[0].rejected_ms == T0 + 77
+
+
+# -- duplicates, late data, state ----------------------------------------------------------
+
+
+def test_exact_duplicates_are_counted_not_dead_lettered() -> None:
+    first = rec(reading(T0, energy_wh=10.0), offset=1)
+    again = rec(reading(T0, energy_wh=10.0), offset=2)
+    result = run([first, again, again])
+    assert len(result.readings) == 1
+    assert result.duplicates == 2
+    assert result.dead == []
+    assert result.per_record == [(1, 0, 0), (0, 1, 0), (0, 1, 0)]
+
+
+def test_duplicate_is_same_meter_and_same_timestamp_only() -> None:
+    result = run([rec(reading(T0)), rec(reading(T0, meter="m-2"))])
+    assert len(result.readings) == 2
+    assert result.duplicates == 0
+
+
+def test_resent_store_and_forward_batch_is_recognised_in_a_later_batch() -> None:
+    backlog = [reading(T0 - 60_000 * (10 - i), energy_wh=100.0 + i) for i in range(10)]
+    live = rec(reading(T0, energy_wh=111.0), offset=2)
+    first = run([rec(backlog, offset=1), live])
+    assert len(first.readings) == 11
+    # the node never saw the ack and re-sends everything (plus one new reading)
+    resent = [*backlog, reading(T0 + 500, energy_wh=111.5)]
+    second = run([rec(resent, offset=3)], states=first.states)
+    assert second.per_record == [(1, 10, 0)]
+    assert [r.ts_ms for r in second.readings] == [T0 + 500]
+    assert second.duplicates == 10
+
+
+def test_late_reading_is_accepted_once_and_not_counter_checked() -> None:
+    result = run(
+        [rec(reading(T0, energy_wh=5_000.0)), rec(reading(T0 - 30_000, energy_wh=4_990.0))]
+    )
+    assert [r.ts_ms for r in result.readings] == [T0, T0 - 30_000]
+    state = result.states["m-1"]
+    assert (state.last_ts_ms, state.energy_wh) == (T0, 5_000.0)
+    assert recent_ts(state) == [T0 - 30_000, T0]
+    again = run([rec(reading(T0 - 30_000, energy_wh=4_990.0))], states=result.states)
+    assert again.duplicates == 1
+
+
+def test_late_reading_beyond_the_dedup_memory_is_too_old() -> None:
+    limits = IngestLimits(dedup_memory=3)
+    records = [rec(reading(T0 - 1000 * (5 - i))) for i in range(5)]
+    first = run(records, limits=limits)
+    assert recent_ts(first.states["m-1"]) == [T0 - 3000, T0 - 2000, T0 - 1000]
+    late = run([rec(reading(T0 - 4000)), rec(reading(T0 - 4500))], first.states, limits)
+    assert late.duplicates == 0  # T0-4000 was accepted but is no longer remembered
+    assert reasons(late) == ["ts_too_old", "ts_too_old"]
+
+
+def test_states_input_is_not_modified_and_only_touched_meters_are_returned() -> None:
+    states = {"m-2": MeterState(T0 - 1000, 50.0, T0 - 1000, b"")}
+    snapshot = dict(states)
+    result = run([rec(reading(T0))], states=states)
+    assert states == snapshot
+    assert set(result.states) == {"m-1"}
+
+
+def test_meter_state_is_small_and_round_trips_through_json() -> None:
+    records = [rec(reading(T0 - 1000 * i, energy_wh=10.0)) for i in range(100, 0, -1)]
+    state = run(records).states["m-1"]
+    encoded = msgspec.json.encode(state)
+    assert len(encoded) < 800
+    assert msgspec.json.decode(encoded, type=MeterState) == state
+    assert len(recent_ts(state)) == 64
+
+
+# -- energy counter ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("previous", "new", "outcome"),
+    [
+        (1_000_000.0, 1_000_010.0, "ok"),
+        (1_000_000.0, 999_999.5, "ok"),  # within counter_tolerance_wh: rounding
+        (1_000_000.0, 999_000.0, "counter_backwards"),  # glitch
+        (1_000_000.0, 500_000.0, "counter_backwards"),
+        (1_000_000.0, 100_000.0, "reset"),  # <= 10 % of previous: replacement meter
+        (1_000_000.0, 12.0, "reset"),  # near zero
+        (5_000.0, 900.0, "reset"),  # <= reset_floor_wh even if > 10 %
+        (5_000.0, 1_200.0, "counter_backwards"),
+        (1_000_000.0, 1_000_250.0, "ok"),  # 60 s at 9 kW = 150 Wh, + 100 Wh slack
+        (1_000_000.0, 1_000_251.0, "out_of_range"),  # faster than the connection allows
+    ],
+)
+def test_counter_rules(previous: float, new: float, outcome: str) -> None:
+    result = run([rec(reading(T0 - 60_000, energy_wh=previous)), rec(reading(T0, energy_wh=new))])
+    assert len(result.readings) == (1 if outcome in ("counter_backwards", "out_of_range") else 2)
+    if outcome == "reset":
+        (reset,) = result.counter_resets
+        assert (reset.meter_id, reset.household_id, reset.ts_ms) == ("m-1", "hh-1", T0)
+        assert (reset.previous_wh, reset.new_wh) == (previous, new)
+        assert result.states["m-1"].energy_wh == new
+    else:
+        assert result.counter_resets == []
+    if outcome in ("counter_backwards", "out_of_range"):
+        assert reasons(result) == [outcome]
+        assert result.states["m-1"].energy_wh == previous  # state untouched by the reject
+    elif outcome == "ok":
+        assert result.states["m-1"].energy_wh == max(previous, new)
+
+
+def test_after_a_glitch_the_next_good_reading_is_accepted() -> None:
+    records = [
+        rec(reading(T0 - 2000, energy_wh=1_000_000.0)),
+        rec(reading(T0 - 1000, energy_wh=900_000.0)),  # glitch
+        rec(reading(T0, energy_wh=1_000_001.0)),
+    ]
+    result = run(records)
+    assert result.per_record == [(1, 0, 0), (0, 0, 1), (1, 0, 0)]
+
+
+# -- TIC -----------------------------------------------------------------------------------
+
+
+def tic_envelope(frame: str, ts_ms: int = T0, **extra: Any) -> dict[str, Any]:
+    return {"v": 1, "device_id": "node-tic", "ts": iso(ts_ms), "frame": frame} | extra
+
+
+HIST = {"ADCO": "031762120152", "OPTARIF": "HC..", "ISOUSC": "30", "HCHC": "000001000",
+        "HCHP": "000002000", "PTEC": "HC..", "IINST": "002", "IMAX": "030", "PAPP": "00460",
+        "HHPHC": "A", "MOTDETAT": "000000"}  # fmt: skip
+STD = {"ADSC": "041876097289", "VTIC": "02", "DATE": ("H261126040000", ""),
+       "NGTF": "    BASE        ", "LTARF": "     BASE       ", "EAST": "000123456",
+       "EASF01": "000123456", "IRMS1": "004", "URMS1": "229", "SINSTS": "00920",
+       "SMAXSN": ("H261126031522", "03218")}  # fmt: skip
+
+
+def tic_rec(value: Any, offset: int = 0, received: int = T0 + 1_000) -> RawRecord:
+    return rec(value, offset, received, topic="meter.raw.tic")
+
+
+def test_tic_historique_envelope() -> None:
+    result = run([tic_rec(tic_envelope(build_frame_historique(HIST)))])
+    assert result.readings == [
+        Reading(
+            "hh-h",
+            "031762120152",
+            T0,
+            460.0,
+            3000.0,
+            "node-tic",
+            None,
+            2.0,
+            460.0,
+            "HC",
+            {"HCHC": 1000.0, "HCHP": 2000.0},
+            None,
+            "tic",
+        )
+    ]
+
+
+def test_tic_standard_envelope() -> None:
+    result = run([tic_rec(tic_envelope(build_frame_standard(STD)))])
+    assert result.readings == [
+        Reading(
+            "hh-s",
+            "041876097289",
+            T0,
+            920.0,
+            123456.0,
+            "node-tic",
+            229.0,
+            4.0,
+            920.0,
+            "BASE",
+            {"EASF01": 123456.0},
+            None,
+            "tic",
+        )
+    ]
+
+
+def test_tic_bare_frame_uses_broker_time() -> None:
+    frame = build_frame_standard(STD).encode("ascii")
+    result = run([tic_rec(frame, received=T0 + 1234)])
+    assert [(r.ts_ms, r.device_id) for r in result.readings] == [(T0 + 1234, "")]
+
+
+def test_tic_store_and_forward_and_duplicates() -> None:
+    frames = [tic_envelope(build_frame_historique(HIST | {"PAPP": f"{p:05d}"}), T0 - i * 2000)
+              for i, p in enumerate((100, 200, 300))]  # fmt: skip
+    result = run([tic_rec(frames), tic_rec(frames[0])])
+    assert [r.power_w for r in result.readings] == [100.0, 200.0, 300.0]
+    assert result.per_record == [(3, 0, 0), (0, 1, 0)]
+
+
+def _bad_checksum(frame: str) -> str:
+    return frame.replace("PAPP 00460", "PAPP 00461").replace("SINSTS\t00920", "SINSTS\t00921")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (tic_envelope(_bad_checksum(build_frame_historique(HIST))), Reason.BAD_CHECKSUM),
+        (tic_envelope(_bad_checksum(build_frame_standard(STD))), Reason.BAD_CHECKSUM),
+        (_bad_checksum(build_frame_standard(STD)).encode("ascii"), Reason.BAD_CHECKSUM),
+        (tic_envelope(build_frame_historique(HIST | {"ADCO": "999999999999"})), Reason.UNKNOWN_ID),
+        (tic_envelope(build_frame_historique({"PAPP": "00100"})), Reason.UNKNOWN_ID),
+        (tic_envelope(build_frame_historique(HIST | {"PAPP": "07000"})), Reason.OUT_OF_RANGE),
+        (tic_envelope(build_frame_standard(STD | {"URMS1": "400"})), Reason.OUT_OF_RANGE),
+        (tic_envelope(build_frame_standard(STD | {"SINSTS": "ABCDE"})), Reason.SCHEMA_VIOLATION),
+        (tic_envelope("\x02\nADCO 031762120152 5\r\x04"), Reason.SCHEMA_VIOLATION),
+        (tic_envelope("\x02\nADCO 0317é 5\r\x03"), Reason.NOT_DECODABLE),
+        (tic_envelope(build_frame_historique(HIST), v=2), Reason.UNSUPPORTED_VERSION),
+        ({"v": 2, "frames": []}, Reason.UNSUPPORTED_VERSION),
+        ({"v": 1, "ts": iso(T0)}, Reason.SCHEMA_VIOLATION),
+        (tic_envelope(build_frame_historique(HIST)) | {"ts": "2026-11-26 03:00"},
+         Reason.SCHEMA_VIOLATION),
+        (tic_envelope(build_frame_historique(HIST), T0 + 3_600_000), Reason.TS_FUTURE),
+        (b"\x02garbage", Reason.SCHEMA_VIOLATION),
+        (b"garbage", Reason.NOT_DECODABLE),
+    ],
+)  # fmt: skip
+def test_tic_reason_codes(value: Any, reason: Reason) -> None:
+    result = run([tic_rec(value)])
+    assert reasons(result) == [reason.value]
+    assert result.per_record == [(0, 0, 1)]
+
+
+def test_tic_counter_reset_on_meter_replacement() -> None:
+    old = tic_envelope(build_frame_standard(STD | {"EAST": "045000000"}), T0 - 2000)
+    new = tic_envelope(build_frame_standard(STD | {"EAST": "000000012"}), T0)
+    result = run([tic_rec(old), tic_rec(new)])
+    assert len(result.readings) == 2
+    assert [(c.previous_wh, c.new_wh) for c in result.counter_resets] == [(45_000_000.0, 12.0)]
+
+
+# -- output encodings ----------------------------------------------------------------------
+
+
+def test_dead_letter_json_has_base64_raw_and_reason_string() -> None:
+    value = b"\x00\xffnot json"
+    dead = run([rec(value, offset=9)]).dead[0]
+    doc = orjson.loads(msgspec.json.encode(dead))
+    assert doc["reason"] == "not_decodable"
+    assert base64.b64decode(doc["raw"]) == value
+    assert (doc["topic"], doc["partition"], doc["offset"]) == ("meter.raw.json", 3, 9)
+    assert "index" not in doc  # omitted for whole-record dead letters
+    assert msgspec.json.decode(msgspec.json.encode(dead), type=DeadLetter) == dead
+
+
+def test_mixed_batch_accounting() -> None:
+    records = [
+        rec(reading(T0 - 3000), offset=0),
+        rec(b"{", offset=1),
+        rec([reading(T0 - 2000), reading(T0 - 2000), {"v": 1}], offset=2),
+        tic_rec(tic_envelope(build_frame_historique(HIST)), offset=3),
+        rec(reading(T0 - 3000), offset=4),
+    ]
+    result = run(records)
+    assert result.per_record == [(1, 0, 0), (0, 0, 1), (1, 1, 1), (1, 0, 0), (0, 1, 0)]
+    assert result.elements == 7
+    assert [(d.offset, d.index, d.reason.value) for d in result.dead] == [
+        (1, None, "not_decodable"), (2, 2, "schema_violation")]  # fmt: skip
