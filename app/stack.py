@@ -117,6 +117,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
 @dataclass
 class Paths:
     state: Path
@@ -209,6 +212,7 @@ class Server:
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     env=self.env())
         self.p.pidfile(self.name).write_text(str(proc.pid))
+        _SPAWNED.append(proc)  # a server outlives this object: never reap or warn on GC
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)

@@ -278,8 +278,8 @@ class InfluxSink:
 
     async def _post(self, rp: str, lines: Sequence[Line], report: WriteReport) -> None:
         """POST until acknowledged; raise ``_Refused`` when InfluxDB refuses the points."""
-        raw = _join(lines)
-        body = await self._gzip(raw)
+        raw = b""
+        body = b""
         bucket = f"{self.database}/{rp}"
         attempt = 0
         failing = False
@@ -290,6 +290,11 @@ class InfluxSink:
                     raise InfluxSinkStopped("InfluxSink stopped before InfluxDB acknowledged")
                 error: str
                 async with sem:
+                    if not body:
+                        # built under the semaphore: at most `concurrency` bodies in memory,
+                        # and no pile of gzip threads competing with the server for CPU
+                        raw = _join(lines)
+                        body = await self._gzip(raw)
                     t0 = time.perf_counter()
                     report.requests += 1
                     try:
