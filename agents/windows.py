@@ -123,7 +123,8 @@ async def close_silent() -> None:
     async with window_states.lock:
         if not window_states.loaded:
             window_states.load_all()
-        now_wall = time.time()
+        now_wall_ms = int(time.time() * 1000)
+        now_mono = time.monotonic()
         closed_any = 0
         for hid in list(window_states.keys()):
             state = window_states.get(hid)
@@ -131,9 +132,14 @@ async def close_silent() -> None:
                 continue
             p = partition_of(hid)
             clock = _clock.get(p)
-            idle = time.monotonic() - _last_progress.get(p, 0.0)
-            if clock is None or idle > PARAMS.idle_timeout_ms / 1000:
-                clock = max(clock or 0, int(now_wall * 1000))
+            # the wall clock takes over only once the partition itself has been idle for the
+            # idle timeout *while this worker owned it* (a restarted worker with a backlog is
+            # not idle: it has not started reading yet)
+            idle_since = _last_progress.setdefault(p, now_mono)
+            if now_mono - idle_since > PARAMS.idle_timeout_ms / 1000:
+                clock = max(clock or 0, now_wall_ms)
+            if clock is None:
+                continue
             new, closed = advance(state, clock, PARAMS)
             if closed:
                 window_states.put(hid, new)
@@ -152,6 +158,8 @@ async def windows_checkpoint() -> None:
 @app.on_partitions_revoked.connect
 async def _on_revoked(sender, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
     window_states.discard()
+    _clock.clear()
+    _last_progress.clear()
 
 
 __all__ = ["registry", "windows"]

@@ -54,7 +54,7 @@ def start_worker() -> int:
     _pidfile().parent.mkdir(parents=True, exist_ok=True)
     faust = Path(sys.executable).with_name("faust")
     with log.open("ab") as out:
-        proc = subprocess.Popen([str(faust), "-L", "uvloop", "-A", "app.worker", "worker",
+        proc = subprocess.Popen([str(faust), "-L", "uvloop", "-A", "app.worker", "worker", "--without-web",
                                  "-l", "info"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _pidfile().write_text(str(proc.pid))

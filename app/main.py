@@ -23,6 +23,8 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         processing_guarantee="at_least_once",
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         broker_commit_every=1_000_000,
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=5,
@@ -32,6 +34,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         table_cleanup_interval=30.0,
         web_enabled=False,
+        web_bind=settings.host,
+        web_port=settings.web_port,
         autodiscover=False,
         loghandlers=[],
     )

@@ -96,9 +96,13 @@ class Settings(BaseSettings):
 
     # --- Faust worker -------------------------------------------------------------------------
     app_id: str = "wattflow"
+    web_port: int = 6066
+    """Faust's own web server, off by default (workers run with --without-web)."""
     worker_datadir: Path | None = None
     """RocksDB tables of this worker; two workers on one machine need two directories."""
     commit_interval_s: float = 2.0
+    kafka_session_timeout_s: float = 10.0
+    """How long a crashed worker keeps its partitions before the group rebalances."""
     checkpoint_interval_s: float = 5.0
     """How often per-household state is written to the tables (changelog) and the offsets of
     the readings it covers are acknowledged. Larger: fewer changelog messages per reading."""

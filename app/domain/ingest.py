@@ -14,33 +14,40 @@ Dead letters of an array element carry that element's exact bytes (a slice of th
 value) and its ``index``; dead letters of a whole record carry the record bytes and
 ``index=None``. Raw bytes are base64 in the JSON encoding of :class:`DeadLetter`.
 
-Speed: a single-object JSON record that is plainly valid and newer than its meter's last
-reading goes through an inlined fast path (see ``_Batch.run``); anything else — arrays,
-failures, late or duplicate readings, TIC — goes through the reference path
-(``_Batch.json_element`` and friends), which produces every dead letter. The fast path only
-ever *accepts*, with conditions that imply the reference path would accept identically; the
-tests run both paths on the same inputs and compare (``fast=False``).
+Speed: JSON records and array elements that are plainly valid and newer than their meter's
+last reading go through an inlined fast path (``_Batch.run`` and ``_Batch._fast_elements``):
+a decoder that checks the meter-independent bounds in C (``payloads.checked_json_reading``)
+and a mutable per-batch working state per meter (:class:`MeterWork`), frozen into one
+:class:`MeterState` per meter at the end of the batch. Anything else — failures, late or
+duplicate readings, TIC — goes through the reference path (``_Batch.json_element`` and
+friends), which produces every dead letter and shares the same working state. The fast path
+only ever *accepts*, with conditions that imply the reference path would accept identically;
+the tests run both paths on the same inputs and compare (``fast=False``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Final, TypeVar
 
 import msgspec
 
 from app.domain.ingest_validate import (
     DEFAULT_LIMITS,
+    NO_TS,
     Admitted,
     CounterReset,
     IngestLimits,
     MeterState,
+    MeterWork,
     Reason,
     admit,
     check_ts,
     check_values,
     is_duplicate,
+    pack1,
 )
 from app.domain.payloads import (
     SUPPORTED_JSON_VERSIONS,
@@ -48,6 +55,7 @@ from app.domain.payloads import (
     JsonReadingV1,
     TicEnvelopeV1,
     VersionProbe,
+    checked_json_reading,
 )
 from app.domain.reading import Reading
 from app.domain.registry import MeterInfo
@@ -139,6 +147,23 @@ class IngestResult:
         )
 
 
+_FastDecoder = msgspec.json.Decoder[JsonReadingV1 | list[JsonReadingV1]]
+
+
+def _fast_decoder(limits: IngestLimits) -> _FastDecoder:
+    """Decoder of the fast path for these limits (see ``payloads.checked_json_reading``)."""
+    key = (limits.voltage_min_v, limits.voltage_max_v, limits.max_current_a)
+    decoder = _FAST_DECODERS.get(key)
+    if decoder is None:
+        checked = checked_json_reading(*key)
+        decoder = msgspec.json.Decoder(checked | list[checked])  # type: ignore[valid-type]
+        _FAST_DECODERS[key] = decoder
+    return decoder
+
+
+_FAST_DECODERS: dict[tuple[float, float, float], _FastDecoder] = {}
+
+
 class _Batch:
     """State and accumulators of one :func:`ingest_batch` call."""
 
@@ -153,13 +178,21 @@ class _Batch:
         self.states = states
         self.limits = limits
         self.now_ms = now_ms
-        self.work: dict[str, MeterState] = {}
+        self.work: dict[str, MeterWork] = {}
+        """Working state of every meter seen in the batch (``states.get`` once per meter)."""
         self.readings: list[Reading] = []
         self.dead: list[DeadLetter] = []
         self.duplicates = 0
         self.resets: list[CounterReset] = []
         self.per_record: list[tuple[int, int, int]] = []
         self._elements: list[msgspec.Raw] | None = None
+
+    def meter(self, meter_id: str) -> MeterWork:
+        """The working state of ``meter_id``, loaded on first use."""
+        work = self.work.get(meter_id)
+        if work is None:
+            work = self.work[meter_id] = MeterWork.load(self.states.get(meter_id))
+        return work
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, records: Sequence[RawRecord], start: int, fast: bool) -> None:
@@ -171,13 +204,10 @@ class _Batch:
         max_future = limits.max_future_ms
         max_age = limits.max_age_ms
         pfactor = limits.max_power_factor
-        vmin, vmax = limits.voltage_min_v, limits.voltage_max_v
-        imax = limits.max_current_a
         afactor = limits.max_apparent_factor
         tol = limits.counter_tolerance_wh
         slack = limits.energy_slack_wh
-        keep = -8 * limits.dedup_memory
-        decode = _JSON_RECORD.decode
+        decode = _fast_decoder(limits).decode
         reg_get = self.registry.get
         states_get = self.states.get
         work = self.work
@@ -187,10 +217,13 @@ class _Batch:
         readings_append = self.readings.append
         per_record_append = self.per_record.append
         general = self.general
-        for i in range(start, len(records)):
-            rec = records[i]
+        if not fast:
+            for rec in islice(records, start, None):
+                per_record_append(general(rec))
+            return
+        for rec in islice(records, start, None):
             value = rec.value
-            if not fast or len(value) > max_bytes or rec.topic in tic_topics:
+            if len(value) > max_bytes or rec.topic in tic_topics:
                 per_record_append(general(rec))
                 continue
             try:
@@ -199,80 +232,163 @@ class _Batch:
                 per_record_append(general(rec))
                 continue
             # Fast path: every condition below implies the reference path accepts it too.
-            if r.__class__ is not JsonReadingV1 or r.v != 1:
-                per_record_append(general(rec, r))
+            # The decoder already checked v, device_id and the bounds that do not depend on
+            # the meter (payloads.checked_json_reading).
+            if isinstance(r, list):
+                per_record_append(self.fast_array(rec, r))
                 continue
             meter_id = r.meter_id
             info = reg_get(meter_id)
             ts = r.ts
             base = seconds_get(ts[:19])
             add = suffix_get(ts[19:])
-            if info is None or base is None or add is None or not r.device_id:
+            if info is None or base is None or add is None:
                 per_record_append(general(rec, r))
                 continue
             ts_ms = base + add
-            received = rec.received_ms
             cap = info[1] * pfactor
             power = r.power_w
-            energy = r.energy_wh
-            volt = r.voltage_v
-            amp = r.current_a
             va = r.apparent_va
             chans = r.channels
-            state = work_get(meter_id)
-            if state is None:
-                state = states_get(meter_id)
+            w = work_get(meter_id)
+            if w is None:  # first reading of this meter in the batch (MeterWork.load inlined)
+                s = states_get(meter_id)
+                w = work[meter_id] = (
+                    MeterWork(NO_TS, None, 0, b"", [])
+                    if s is None
+                    else MeterWork(s.last_ts_ms, s.energy_wh, s.energy_ts_ms, s.recent, [])
+                )
             if (
                 info[0] != r.household_id
-                or state is None
-                or ts_ms <= state.last_ts_ms
-                or not (received - max_age <= ts_ms <= received + max_future)
+                or ts_ms <= w.last_ts_ms
+                or not (-max_future <= rec.received_ms - ts_ms <= max_age)
                 or not ((-cap if info[2] else 0.0) <= power <= cap)
-                or (volt is not None and not (vmin <= volt <= vmax))
-                or (amp is not None and not (-imax <= amp <= imax))
-                or (va is not None and not (0.0 <= va <= info[1] * afactor))
-                or (chans and not (min(chans.values()) >= 0.0 and max(chans.values()) <= cap))
+                or (va is not None and va > info[1] * afactor)
+                or (chans and max(chans.values()) > cap)
             ):
                 per_record_append(general(rec, r))
                 continue
-            prev = state.energy_wh
-            energy_ts = state.energy_ts_ms
+            energy = r.energy_wh
+            kept = w.energy_wh
+            energy_ts = w.energy_ts_ms
             if energy is not None:
-                if energy < 0.0 or (
-                    prev is not None
-                    and not (
-                        prev - tol <= energy
-                        and energy - prev <= cap * (ts_ms - energy_ts) / 3_600_000.0 + slack
-                    )
+                if kept is not None and not (
+                    kept - tol <= energy
+                    and energy - kept <= cap * (ts_ms - energy_ts) / 3_600_000.0 + slack
                 ):
                     per_record_append(general(rec, r))
                     continue
                 energy_ts = ts_ms
-                if prev is None or energy > prev:
-                    prev = energy
-            new_state = MeterState(
-                ts_ms,
-                prev,
-                energy_ts,
-                (state.recent + ts_ms.to_bytes(8, "little", signed=True))[keep:],
-            )
+                if kept is None or energy > kept:
+                    kept = energy
             reading = Reading(
-                info[0], meter_id, ts_ms, power, energy, r.device_id, volt, amp, va,
-                None, None, chans, "json",
+                info[0], meter_id, ts_ms, power, energy, r.device_id, r.voltage_v,
+                r.current_a, va, None, None, chans, "json",
             )  # fmt: skip
-            work[meter_id] = new_state
+            # nothing below raises: a failure above left the batch untouched
+            w.last_ts_ms = ts_ms
+            w.energy_wh = kept
+            w.energy_ts_ms = energy_ts
+            w.tail.append(ts_ms)
             readings_append(reading)
             per_record_append(_VALID)
 
+    def fast_array(self, rec: RawRecord, items: list[JsonReadingV1]) -> tuple[int, int, int]:
+        """A store-and-forward record decoded by the fast path."""
+        return self.general(rec, items, fast=True)
+
+    def _fast_elements(self, rec: RawRecord, items: list[JsonReadingV1]) -> tuple[int, int, int]:
+        """The fast path over the elements of an array record: the same conditions as in
+        :meth:`run`; an element that does not meet them goes to :meth:`json_element`."""
+        limits = self.limits
+        received = rec.received_ms
+        oldest = received - limits.max_age_ms
+        newest = received + limits.max_future_ms
+        pfactor = limits.max_power_factor
+        afactor = limits.max_apparent_factor
+        tol = limits.counter_tolerance_wh
+        slack = limits.energy_slack_wh
+        reg_get = self.registry.get
+        meter = self.meter
+        seconds_get = TIMESTAMPS.seconds.get
+        suffix_get = TIMESTAMPS.suffix.get
+        readings_append = self.readings.append
+        json_element = self.json_element
+        valid = duplicate = dead = 0
+        for index, r in enumerate(items):
+            meter_id = r.meter_id
+            info = reg_get(meter_id)
+            ts = r.ts
+            base = seconds_get(ts[:19])
+            add = suffix_get(ts[19:])
+            if info is None or base is None or add is None:
+                outcome = json_element(rec, r, index)
+            else:
+                ts_ms = base + add
+                cap = info[1] * pfactor
+                power = r.power_w
+                va = r.apparent_va
+                chans = r.channels
+                w = meter(meter_id)
+                energy = r.energy_wh
+                kept = w.energy_wh
+                energy_ts = w.energy_ts_ms
+                if (
+                    info[0] != r.household_id
+                    or ts_ms <= w.last_ts_ms
+                    or not (oldest <= ts_ms <= newest)
+                    or not ((-cap if info[2] else 0.0) <= power <= cap)
+                    or (va is not None and va > info[1] * afactor)
+                    or (chans and max(chans.values()) > cap)
+                    or (
+                        energy is not None
+                        and kept is not None
+                        and not (
+                            kept - tol <= energy
+                            and energy - kept <= cap * (ts_ms - energy_ts) / 3_600_000.0 + slack
+                        )
+                    )
+                ):
+                    outcome = json_element(rec, r, index)
+                else:
+                    if energy is not None:
+                        energy_ts = ts_ms
+                        if kept is None or energy > kept:
+                            kept = energy
+                    reading = Reading(
+                        info[0], meter_id, ts_ms, power, energy, r.device_id, r.voltage_v,
+                        r.current_a, va, None, None, chans, "json",
+                    )  # fmt: skip
+                    w.last_ts_ms = ts_ms
+                    w.energy_wh = kept
+                    w.energy_ts_ms = energy_ts
+                    w.tail.append(ts_ms)
+                    readings_append(reading)
+                    valid += 1
+                    continue
+            if outcome == _OK:
+                valid += 1
+            elif outcome == _DUP:
+                duplicate += 1
+            else:
+                dead += 1
+        return valid, duplicate, dead
+
     def general(
-        self, rec: RawRecord, decoded: JsonReadingV1 | list[JsonReadingV1] | None = None
+        self,
+        rec: RawRecord,
+        decoded: JsonReadingV1 | list[JsonReadingV1] | None = None,
+        fast: bool = False,
     ) -> tuple[int, int, int]:
         """The reference path for one record (``decoded``: the JSON value when the fast path
-        already decoded it), with its own last-resort error handling."""
+        already decoded it; ``fast``: run its elements through the fast path), with its own
+        last-resort error handling."""
         self._elements = None
         n_read, n_dead, n_dup = len(self.readings), len(self.dead), self.duplicates
         try:
             if decoded is not None:
+                if fast and isinstance(decoded, list) and decoded:
+                    return self._fast_elements(rec, decoded)
                 return self._decoded(rec, decoded, self.json_element)
             return self.record(rec)
         except Exception as exc:  # noqa: BLE001 - total function: a bug must not stop a partition
@@ -340,13 +456,12 @@ class _Batch:
         make: Callable[[], Reading],
     ) -> int:
         """Duplicate, then event time, then values, then the meter's history."""
-        state = self.work.get(meter_id)
-        if state is None:
-            state = self.states.get(meter_id)
+        work = self.meter(meter_id)
+        limits = self.limits
+        state = work.freeze(limits.dedup_memory)
         if is_duplicate(state, ts_ms):
             self.duplicates += 1
             return _DUP
-        limits = self.limits
         bad_ts = check_ts(ts_ms, rec.received_ms, limits)
         if bad_ts is not None:
             return self.reject(rec, bad_ts[0], bad_ts[1], index, meter_id=meter_id)
@@ -360,7 +475,7 @@ class _Batch:
             self.resets.append(
                 CounterReset(meter_id, info.household_id, ts_ms, verdict.reset_from_wh, energy)
             )
-        self.work[meter_id] = verdict.state
+        work.thaw(verdict.state)
         self.readings.append(make())
         return _OK
 
@@ -521,11 +636,25 @@ class _Batch:
         return element(rec, item, index)
 
     def result(self) -> IngestResult:
+        memory = self.limits.dedup_memory
+        keep = 8 * memory
+        states: dict[str, MeterState] = {}
+        for meter_id, w in self.work.items():
+            tail = w.tail
+            if len(tail) == 1:  # the common case of MeterWork.freeze, inlined
+                recent = w.recent + pack1(tail[0])
+                if len(recent) > keep:
+                    recent = recent[-keep:]
+                states[meter_id] = MeterState(w.last_ts_ms, w.energy_wh, w.energy_ts_ms, recent)
+            elif tail or w.changed:  # an accepted reading
+                state = w.freeze(memory)
+                if state is not None:
+                    states[meter_id] = state
         return IngestResult(
             readings=self.readings,
             dead=self.dead,
             duplicates=self.duplicates,
-            states=self.work,
+            states=states,
             counter_resets=self.resets,
             per_record=self.per_record,
         )

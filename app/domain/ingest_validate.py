@@ -103,6 +103,56 @@ class MeterState(msgspec.Struct, frozen=True, array_like=True):
     ``dedup_memory`` of them (see :func:`recent_ts`)."""
 
 
+NO_TS: Final = -(2**63)
+"""``MeterWork.last_ts_ms`` of a meter without state: every event time is newer."""
+
+
+class MeterWork(msgspec.Struct, gc=False):
+    """Mutable per-batch working copy of one meter's :class:`MeterState`.
+
+    The remembered event times are ``unpack(recent) + tail``, of which only the last
+    ``dedup_memory`` count: readings newer than the last one only append to ``tail``, and the
+    immutable state is built once per meter and batch (:meth:`freeze`). A meter without state
+    has ``last_ts_ms == NO_TS`` (every reading is newer, :func:`admit` treats it as ``None``).
+    """
+
+    last_ts_ms: int
+    energy_wh: float | None
+    energy_ts_ms: int
+    recent: bytes
+    tail: list[int]
+    changed: bool = False
+    """Set when the state was replaced by :meth:`thaw` (an appended ``tail`` also counts)."""
+
+    @classmethod
+    def load(cls, state: MeterState | None) -> MeterWork:
+        if state is None:
+            return cls(NO_TS, None, 0, b"", [])
+        return cls(state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, [])
+
+    def freeze(self, memory: int) -> MeterState | None:
+        """The state as :func:`admit` would have left it (``None``: no state yet)."""
+        if self.last_ts_ms == NO_TS:
+            return None
+        recent = self.recent
+        tail = self.tail
+        if tail:
+            n = min(len(tail), memory)
+            recent += pack1(tail[-1]) if n == 1 else struct.pack(f"<{n}q", *tail[-n:])
+            if len(recent) > 8 * memory:
+                recent = recent[-8 * memory :]
+        return MeterState(self.last_ts_ms, self.energy_wh, self.energy_ts_ms, recent)
+
+    def thaw(self, state: MeterState) -> None:
+        """Replace the working state with ``state`` (a verdict of the reference path)."""
+        self.last_ts_ms = state.last_ts_ms
+        self.energy_wh = state.energy_wh
+        self.energy_ts_ms = state.energy_ts_ms
+        self.recent = state.recent
+        self.tail = []
+        self.changed = True
+
+
 def recent_ts(state: MeterState) -> list[int]:
     """The remembered event times of ``state``, ascending."""
     return list(struct.unpack(f"<{len(state.recent) // 8}q", state.recent))
@@ -278,5 +328,6 @@ def max_energy_increase(info: MeterInfo, limits: IngestLimits, elapsed_ms: int) 
     )
 
 
-def _pack1(ts_ms: int) -> bytes:
-    return ts_ms.to_bytes(8, "little", signed=True)
+pack1: Final = struct.Struct("<q").pack
+"""One event time as packed in :attr:`MeterState.recent`."""
+_pack1: Final = pack1

@@ -13,6 +13,9 @@ aware ``datetime`` per reading and then converting it to epoch milliseconds.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Annotated, Literal, cast
+
 import msgspec
 
 SUPPORTED_JSON_VERSIONS: frozenset[int] = frozenset({1})
@@ -35,6 +38,41 @@ class JsonReadingV1(msgspec.Struct, frozen=True):
     apparent_va: float | None = None
     channels: dict[str, float] | None = None
     fw: str | None = None
+
+
+@lru_cache(maxsize=8)
+def checked_json_reading(
+    voltage_min_v: float, voltage_max_v: float, max_current_a: float
+) -> type[JsonReadingV1]:
+    """A subclass of :class:`JsonReadingV1` that also enforces, while decoding (in C), the
+    bounds that do not depend on the meter: ``v == 1``, a non-empty ``device_id``, voltage and
+    current limits, and non-negative energy, apparent power and channels.
+
+    It accepts a subset of what :class:`JsonReadingV1` accepts, and everything it refuses is
+    refused by ingestion too, for some reason: a failed decode only sends the record to the
+    reference path, which decodes with :class:`JsonReadingV1` and tells the exact reason (and
+    the rule order: a duplicate with a bad voltage is still a duplicate).
+    """
+    volts = msgspec.Meta(ge=voltage_min_v, le=voltage_max_v)
+    amps = msgspec.Meta(ge=-max_current_a, le=max_current_a)
+    non_negative = msgspec.Meta(ge=0.0)
+    checked = msgspec.defstruct(
+        "JsonReadingV1Checked",
+        [
+            ("v", Literal[1]),
+            ("device_id", Annotated[str, msgspec.Meta(min_length=1)]),
+            ("energy_wh", Annotated[float, non_negative] | None, None),
+            ("voltage_v", Annotated[float, volts] | None, None),
+            ("current_a", Annotated[float, amps] | None, None),
+            ("apparent_va", Annotated[float, non_negative] | None, None),
+            ("channels", dict[str, Annotated[float, non_negative]] | None, None),
+        ],
+        bases=(JsonReadingV1,),
+        frozen=True,
+        gc=False,  # short-lived, holds no cycles
+        module=__name__,
+    )
+    return cast(type[JsonReadingV1], checked)
 
 
 class TicEnvelopeV1(msgspec.Struct, frozen=True):

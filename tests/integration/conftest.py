@@ -66,7 +66,7 @@ class World:
         env["WATTFLOW_METRICS_PORT"] = str(metrics_port or _free_port())
         faust = Path(sys.executable).with_name("faust")
         with (self.tmp / f"worker{index}.log").open("ab") as log:
-            proc = subprocess.Popen([str(faust), "-L", loop, "-A", "app.worker", "worker",
+            proc = subprocess.Popen([str(faust), "-L", loop, "-A", "app.worker", "worker", "--without-web",
                                      "-l", "info"], cwd=REPO, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)

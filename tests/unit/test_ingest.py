@@ -473,3 +473,46 @@ def test_mixed_batch_accounting() -> None:
     assert result.elements == 7
     assert [(d.offset, d.index, d.reason.value) for d in result.dead] == [
         (1, None, "not_decodable"), (2, 2, "schema_violation")]  # fmt: skip
+
+
+# -- fast path specifics (the reference path must agree: ``run`` compares both) ------------
+
+
+def test_duplicate_with_an_out_of_range_value_is_still_a_duplicate() -> None:
+    """The fast decoder refuses the bad voltage; the reference path keeps the rule order."""
+    result = run([rec(reading(T0)), rec(reading(T0, voltage_v=12.0))])
+    assert result.per_record == [(1, 0, 0), (0, 1, 0)]
+
+
+def test_fast_decoder_follows_the_limits() -> None:
+    records = [rec(reading(T0, voltage_v=260.0))]
+    assert run(records).per_record == [(1, 0, 0)]
+    strict = run(records, limits=IngestLimits(voltage_max_v=250.0))
+    assert reasons(strict) == ["out_of_range"]
+
+
+def test_array_mixing_new_late_duplicate_and_bad_elements() -> None:
+    states = {"m-1": MeterState(T0 - 10_000, 1e6, T0 - 10_000, (T0 - 10_000).to_bytes(8, "little"))}
+    items = [
+        reading(T0 - 5_000, energy_wh=1_000_001.0),
+        reading(T0 - 10_000, energy_wh=1e6),  # duplicate of the stored state
+        reading(T0 - 7_000, energy_wh=1_000_000.5),  # late: accepted, not counter-checked
+        reading(T0 - 4_000, meter="m-2", power_w=-100.0),
+        reading(T0 - 3_000, energy_wh=900_000.0),  # counter_backwards
+        reading(T0 - 2_000, energy_wh=1_000_002.0),
+        reading(T0 - 2_000, energy_wh=1_000_002.0),  # duplicate inside the array
+    ]
+    result = run([rec(items), rec(reading(T0, energy_wh=1_000_003.0))], states=states)
+    assert result.per_record == [(4, 2, 1), (1, 0, 0)]
+    assert reasons(result) == ["counter_backwards"]
+    assert recent_ts(result.states["m-1"]) == [T0 - 10_000, T0 - 7_000, T0 - 5_000, T0 - 2_000, T0]
+    assert result.states["m-1"].energy_wh == 1_000_003.0
+
+
+def test_dedup_memory_is_kept_across_many_readings_of_one_meter_in_a_batch() -> None:
+    limits = IngestLimits(dedup_memory=3)
+    records = [rec(reading(T0 - 1000 * i)) for i in range(10, 0, -1)]
+    result = run([*records, rec(reading(T0 - 3000)), rec(reading(T0 - 4000))], limits=limits)
+    assert recent_ts(result.states["m-1"]) == [T0 - 3000, T0 - 2000, T0 - 1000]
+    assert result.per_record[-2:] == [(0, 1, 0), (0, 0, 1)]
+    assert reasons(result) == ["ts_too_old"]

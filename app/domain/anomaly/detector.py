@@ -452,8 +452,8 @@ class _Levels:
             book.extreme("over_consumption", self.lvl)
 
         # long stretches of unusually low consumption (needs a learned profile)
-        learned = self.quiet_w >= 0.0 and not self.exports
-        floor = self.quiet_w
+        learned = self.quiet_w >= 0.0 and not self.exports  # full day profile learned
+        floor = self.base_ref if self.base_n >= pa.base_min_days else 0.0
         expected_act = self.exp_long - floor
         act = self.lvl_long - floor
         low = (
@@ -461,7 +461,6 @@ class _Levels:
             and age >= 3 * pa.tau_long_ms
             and act < pa.low_ratio * expected_act
             and self.exp_long - self.lvl_long > pa.low_abs_w
-            and self.lvl_long < pa.low_total_ratio * self.exp_long
         )
         self.g_low, action, when = self._gate(
             "low_consumption", self.g_low, te, low,

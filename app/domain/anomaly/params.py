@@ -65,14 +65,13 @@ class AnomalyParams(msgspec.Struct, frozen=True, kw_only=True):
     over_clear_ms: int = HOUR_MS
 
     # --- low consumption -----------------------------------------------------------------
-    low_ratio: float = 0.2
+    low_ratio: float = 0.3
     low_abs_w: float = 100.0
-    low_total_ratio: float = 0.6
-    """... and the level is below low_total_ratio x expected (guards weather-driven homes)."""
-    """Trigger when the long level's activity (level - the household's quiet-hours level) is
-    below low_ratio x the expected activity and the level is low_abs_w below expected: only
-    the always-on load is left (vacancy, main appliances or the sensor unplugged)."""
-    low_hold_ratio: float = 0.35
+    """Trigger when the long level's activity (level - base-load reference) is below
+    low_ratio x the expected activity and the level is low_abs_w below expected: only the
+    always-on load is left (vacancy, main appliances or the sensor unplugged). Runs once every
+    hour of the day has been learned."""
+    low_hold_ratio: float = 0.5
     low_min_ms: int = 8 * HOUR_MS
     low_clear_ms: int = 2 * HOUR_MS
 

@@ -1,0 +1,562 @@
+"""Benchmark harness: isolated worker runs against the local stack, measured from outside.
+
+Pieces (each usable alone; the figures are in :mod:`bench.consume`, :mod:`bench.pipeline`):
+
+- :class:`Isolation`: the names of one run (app id, every topic, InfluxDB database, worker
+  data directory, metrics port), exported as the ``WATTFLOW_*`` environment of the
+  subprocesses, so a bench run never touches the default ``wattflow`` app or topics;
+  :meth:`Isolation.setup` creates the topics and the database (``python -m app.setup``),
+  :meth:`Isolation.teardown` deletes every topic whose name starts with the run prefix (the
+  app's changelog topics included) and drops the database.
+- :class:`Worker`: one ``faust -L <loop> -A app.worker worker`` subprocess with that
+  environment; its counters come from its ``/metrics`` endpoint and its CPU time from
+  ``/proc/<pid>/stat`` (utime + stime of every thread, see :func:`parse_proc_stat`).
+- :func:`prefill`: a raw JSON topic filled fast with simulated readings
+  (:mod:`simulators.household` + :mod:`simulators.payloads`), keyed and partitioned by meter
+  id as the load generator does, produced in big batches (``create_batch``/``send_batch``).
+- :func:`wait_processed`: polls the workers until every reading went through ingest, windows
+  and (optionally) the InfluxDB sink, and returns when each stage finished, with the workers'
+  CPU seconds over the same interval.
+
+Pure helpers (:func:`parse_proc_stat`, :func:`parse_metrics`, :func:`metric_sum`) are unit
+tested without a broker (``tests/unit/test_bench_harness.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+FAUST = str(Path(sys.executable).with_name("faust"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PREFIX = "wfbench-"
+"""Every topic, app id and database of a bench run starts with this (``_`` for InfluxDB)."""
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def parse_proc_stat(text: str, clk_tck: int = CLK_TCK) -> float:
+    """CPU seconds (user + system, all threads, children not included) from the text of
+    ``/proc/<pid>/stat``. The command name (field 2) may hold spaces and parentheses, so the
+    fields are counted from the last ``)``: state is field 3, utime 14, stime 15."""
+    rest = text.rsplit(")", 1)[1].split()
+    utime, stime = int(rest[11]), int(rest[12])
+    return (utime + stime) / clk_tck
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` (raises ProcessLookupError once it is gone)."""
+    try:
+        return parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+    except FileNotFoundError as e:
+        raise ProcessLookupError(pid) from e
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """Prometheus text exposition -> ``{(name, sorted label pairs): value}``.
+
+    Comments and ``*_created`` timestamps are skipped; histogram series are kept as they are
+    (``_bucket``, ``_sum``, ``_count``)."""
+    out: Samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m is None:
+            continue
+        name, labels, value = m.groups()
+        if name.endswith("_created"):
+            continue
+        pairs = tuple(sorted(_LABEL.findall(labels or "")))
+        try:
+            out[(name, pairs)] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def metric_sum(samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+               **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, pairs), v in samples.items() if n == name and want <= set(pairs))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(3)
+
+
+@dataclass
+class Isolation:
+    """Names of one isolated pipeline: ``wfbench-<run>-<stage>`` for the app, its topics and
+    changelogs, ``wfbench_<run>_<stage>`` for the InfluxDB database. ``raw_json``/``raw_tic``
+    may be shared by several stages of a run (each stage has its own consumer group)."""
+
+    run_id: str
+    stage: str
+    raw_json: str
+    raw_tic: str
+    datadir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix=PREFIX)))
+    partitions: int = 4
+
+    @classmethod
+    def for_run(cls, run_id: str, stage: str, *, shared_raw: bool = True) -> Isolation:
+        raw = f"{PREFIX}{run_id}" if shared_raw else f"{PREFIX}{run_id}-{stage}"
+        return cls(run_id, stage, f"{raw}.raw.json", f"{raw}.raw.tic")
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.run_id}-{self.stage}"
+
+    @property
+    def run_prefix(self) -> str:
+        return f"{PREFIX}{self.run_id}"
+
+    @property
+    def influx_db(self) -> str:
+        return self.prefix.replace("-", "_")
+
+    @property
+    def window_prefix(self) -> str:
+        return f"{self.prefix}.windows."
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of this run's subprocesses (inherits the rest)."""
+        p = self.prefix
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATTFLOW_")}
+        env.update({
+            "WATTFLOW_APP_ID": p,
+            "WATTFLOW_TOPIC_RAW_JSON": self.raw_json,
+            "WATTFLOW_TOPIC_RAW_TIC": self.raw_tic,
+            "WATTFLOW_TOPIC_READINGS": f"{p}.readings",
+            "WATTFLOW_TOPIC_DEADLETTER": f"{p}.deadletter",
+            "WATTFLOW_TOPIC_LATE": f"{p}.late",
+            "WATTFLOW_TOPIC_ALERTS": f"{p}.alerts",
+            "WATTFLOW_TOPIC_APPLIANCE_EVENTS": f"{p}.appliance.events",
+            "WATTFLOW_TOPIC_WINDOWS_PREFIX": self.window_prefix,
+            "WATTFLOW_INFLUX_DB": self.influx_db,
+            "WATTFLOW_WORKER_DATADIR": str(self.datadir / "worker"),
+            "WATTFLOW_PARTITIONS": str(self.partitions),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra)
+        return env
+
+    def settings(self):
+        """These names as a Settings object, for in-process clients (no os.environ change)."""
+        from app.settings import Settings
+
+        env = self.env()
+        return Settings(**{k[len("WATTFLOW_"):].lower(): v for k, v in env.items()
+                           if k.startswith("WATTFLOW_")})
+
+    def setup(self) -> None:
+        """Create the topics (raw ones only if missing) and the InfluxDB database."""
+        run_cli([PYTHON, "-m", "app.setup", "kafka", "influxdb"], self.env(), "app.setup")
+
+    def teardown(self, *, raw_too: bool = False) -> None:
+        """Delete this stage's topics (and changelogs), drop its database, remove the datadir.
+        ``raw_too`` also deletes every topic of the run (the shared raw topics)."""
+        prefix = self.run_prefix if raw_too else self.prefix
+        try:
+            deleted = asyncio.run(delete_topics(bootstrap(), prefix))
+            if deleted:
+                log(f"deleted {len(deleted)} topics {prefix}*")
+        except Exception as e:  # noqa: BLE001 - cleanup must go on; reported
+            log(f"topic cleanup of {prefix}* failed: {e!r}")
+        try:
+            from app.services.influx_schema import drop_database
+
+            drop_database(self.settings())
+        except Exception as e:  # noqa: BLE001
+            log(f"dropping InfluxDB database {self.influx_db} failed: {e!r}")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def bootstrap() -> str:
+    from app.settings import get_settings
+
+    return get_settings().kafka_servers
+
+
+def run_cli(cmd: Sequence[str], env: Mapping[str, str], what: str, timeout: float = 120) -> str:
+    """Run a helper command of the project; raise with its output when it fails."""
+    proc = subprocess.run(list(cmd), cwd=REPO, env=dict(env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout)[-2000:]}")
+    return proc.stdout
+
+
+def register_population(households: int, seed: int) -> None:
+    """Upsert the simulated meters in the PostgreSQL registry (shared, idempotent)."""
+    run_cli([PYTHON, "-m", "simulators.register", "--households", str(households),
+             "--seed", str(seed)], os.environ, "simulators.register")
+
+
+async def delete_topics(servers: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (refuses a too short prefix)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not prefix.startswith(PREFIX) or len(prefix) <= len(PREFIX):
+        raise ValueError(f"refusing to delete topics by prefix {prefix!r}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="wattflow-bench")
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+async def end_offsets(servers: str, topics: Iterable[str]) -> dict[str, int]:
+    """Sum of the end offsets of each topic (messages ever written, retention aside)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        out: dict[str, int] = {}
+        for t in topics:
+            parts = c.partitions_for_topic(t)
+            if parts is None:
+                await c._client.force_metadata_update()
+                parts = c.partitions_for_topic(t) or set()
+            tps = [TopicPartition(t, p) for p in sorted(parts)]
+            ends = await c.end_offsets(tps) if tps else {}
+            out[t] = sum(ends.values())
+        return out
+    finally:
+        await c.stop()
+
+
+async def list_topics(servers: str, prefix: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="wattflow-bench")
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+    finally:
+        await admin.close()
+
+
+# --- the worker subprocess ---------------------------------------------------------------------
+
+
+class Worker:
+    """One isolated Faust worker subprocess (``faust -L loop -A app.worker worker``)."""
+
+    def __init__(self, iso: Isolation, *, loop: str = "uvloop", name: str = "w0",
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        self.iso = iso
+        self.loop = loop
+        self.name = name
+        self.port = free_port()
+        self.datadir = iso.datadir / name
+        self.log_path = iso.datadir / f"{name}.log"
+        self.extra_env = dict(extra_env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        env = self.iso.env(WATTFLOW_METRICS_PORT=str(self.port),
+                           WATTFLOW_WEB_PORT=str(free_port()),
+                           WATTFLOW_WORKER_DATADIR=str(self.datadir), **self.extra_env)
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [FAUST, "-L", self.loop, "-A", "app.worker", "worker", "--without-web",
+                 "-l", "warn"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
+    def metrics(self, timeout: float = 2.0) -> Samples | None:
+        """The worker's counters, or None while its endpoint is not up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                        timeout=timeout) as resp:
+                return parse_metrics(resp.read().decode())
+        except OSError:
+            return None
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the metrics endpoint answers (the app started and loaded the registry)."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if not self.alive():
+                raise RuntimeError(f"worker {self.name} exited: {self.tail()}")
+            if self.metrics() is not None:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker {self.name} not ready after {timeout} s: {self.tail()}")
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (Faust stops gracefully), SIGKILL after ``timeout``; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+# --- prefill -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Prefill:
+    topic: str
+    readings: int
+    households: int
+    seconds: int
+    bytes: int
+    start_ms: int
+    """Event time of the first reading (a minute boundary minus ``lead_s``)."""
+    produce_s: float
+    render_s: float
+    payloads: list[bytes] = field(default_factory=list, repr=False)
+    """The values produced (for in-memory baselines on the same bytes)."""
+
+
+def render_readings(households: int, seconds: int, seed: int, t0_s: int
+                    ) -> tuple[list[tuple[bytes, list[bytes]]], float]:
+    """``[(meter key, payloads in time order)]`` of the JSON meters among the first
+    ``households`` of the simulated population (TIC meters skipped), 1 Hz from ``t0_s``,
+    each household at its own sub-second phase like the load generator."""
+    from simulators.household import HouseholdSimulator
+    from simulators.payloads import chunk_payloads
+    from simulators.population import make_population
+
+    t = time.perf_counter()
+    out = []
+    for i, spec in enumerate(make_population(households, seed)):
+        if spec.tic_mode is not None:
+            continue
+        sim = HouseholdSimulator(spec, collect_events=False)
+        chunk = sim.render(t0_s, seconds)
+        phase = int(i * 1000 / households)
+        out.append((spec.meter_id.encode(), [p for _, _, p in chunk_payloads(chunk, None, phase)]))
+    return out, time.perf_counter() - t
+
+
+async def produce_ordered(servers: str, topic: str, rows: list[tuple[bytes, list[bytes]]],
+                          partitions: int, batch_bytes: int = 512 * 1024) -> tuple[int, int]:
+    """Send the payloads second by second (every household's reading k before any reading
+    k+1), partitioned by murmur2(meter id) like aiokafka's default partitioner, in batches
+    of ``batch_bytes``. Returns (messages, bytes)."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import murmur2
+
+    prod = AIOKafkaProducer(bootstrap_servers=servers, max_batch_size=batch_bytes,
+                            max_request_size=4 * batch_bytes, linger_ms=0, acks=1)
+    await prod.start()
+    try:
+        part = [(murmur2(k) & 0x7FFFFFFF) % partitions for k, _ in rows]
+        batches = [prod.create_batch() for _ in range(partitions)]
+        futures = []
+        n = nbytes = 0
+        length = max((len(p) for _, p in rows), default=0)
+        for k in range(length):
+            for (key, payloads), p in zip(rows, part, strict=True):
+                if k >= len(payloads):
+                    continue
+                value = payloads[k]
+                if batches[p].append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await prod.send_batch(batches[p], topic, partition=p))
+                    batches[p] = prod.create_batch()
+                    batches[p].append(key=key, value=value, timestamp=None)
+                n += 1
+                nbytes += len(value)
+        for p, b in enumerate(batches):
+            if b.record_count():
+                futures.append(await prod.send_batch(b, topic, partition=p))
+        await asyncio.gather(*futures)
+        return n, nbytes
+    finally:
+        await prod.stop()
+
+
+def aligned_start_s(now_s: float, seconds: int, lead_s: int = 5) -> int:
+    """A first event second ``lead_s`` before a minute boundary, such that ``seconds`` of
+    readings end in the past (so the first whole minute's windows can close)."""
+    latest = int(now_s) - seconds - 2
+    boundary = (latest + lead_s) // 60 * 60
+    return boundary - lead_s
+
+
+def prefill(topic: str, households: int, seconds: int, seed: int, partitions: int = 4
+            ) -> Prefill:
+    start_s = aligned_start_s(time.time(), seconds)
+    rows, render_s = render_readings(households, seconds, seed, start_s)
+    t = time.perf_counter()
+    n, nbytes = asyncio.run(produce_ordered(bootstrap(), topic, rows, partitions))
+    return Prefill(topic, n, len(rows), seconds, nbytes, start_s * 1000,
+                   time.perf_counter() - t, render_s, [v for _, vs in rows for v in vs])
+
+
+# --- waiting for a worker to finish ------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What workers did between their first batch and the end of the last stage."""
+
+    readings: int
+    """Raw records the workers consumed (all readings of the prefill)."""
+    valid: float
+    windowed: float
+    influx_points: float
+    t_first: float
+    """Monotonic time of the last poll before any record was consumed."""
+    t_windows: float | None
+    """Monotonic time at which every valid reading was applied to windows."""
+    t_influx: float | None
+    cpu_first: float
+    cpu_windows: float | None
+    cpu_influx: float | None
+    samples: Samples
+    timed_out: bool = False
+    stage_times: dict[str, float] = field(default_factory=dict)
+
+    def wall_s(self, stage: str = "windows") -> float | None:
+        t = self.t_windows if stage == "windows" else self.t_influx
+        return None if t is None else t - self.t_first
+
+    def cpu_s(self, stage: str = "windows") -> float | None:
+        c = self.cpu_windows if stage == "windows" else self.cpu_influx
+        return None if c is None else c - self.cpu_first
+
+
+def _sum_samples(parts: Iterable[Samples]) -> Samples:
+    out: Samples = {}
+    for s in parts:
+        for k, v in s.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def wait_processed(workers: Sequence[Worker], expected: int, *, influx: bool = True,
+                   timeout: float = 300.0, stall_s: float = 30.0, poll_s: float = 0.1,
+                   on_poll: Callable[[Samples], None] | None = None) -> Progress:
+    """Poll the workers' metrics until ``expected`` raw records were consumed, every valid
+    reading was windowed and (``influx``) written to InfluxDB. CPU is the sum over workers,
+    read at the same polls as the counters."""
+    t_end = time.monotonic() + timeout
+    t_first = time.monotonic()
+    cpu_first = sum(w.cpu() for w in workers)
+    started = False
+    last_change = time.monotonic()
+    last_key: tuple[float, ...] = ()
+    t_win = t_inf = None
+    cpu_win = cpu_inf = None
+    samples: Samples = {}
+    while True:
+        now = time.monotonic()
+        cpu = sum(w.cpu() for w in workers if w.alive())
+        parts = [m for m in (w.metrics() for w in workers) if m is not None]
+        samples = _sum_samples(parts)
+        raw = metric_sum(samples, "wattflow_raw_records_total")
+        valid = metric_sum(samples, "wattflow_readings_valid_total")
+        windowed = metric_sum(samples, "wattflow_readings_windowed_total")
+        points = metric_sum(samples, "wattflow_influx_points_written_total",
+                            measurement="reading")
+        if on_poll is not None:
+            on_poll(samples)
+        if not started:
+            if raw > 0:
+                started = True
+            else:
+                t_first, cpu_first = now, cpu
+        if started:
+            ingest_done = raw >= expected
+            if t_win is None and ingest_done and windowed >= valid:
+                t_win, cpu_win = now, cpu
+            if influx and t_inf is None and ingest_done and points >= valid:
+                t_inf, cpu_inf = now, cpu
+            if t_win is not None and (t_inf is not None or not influx):
+                break
+        key = (raw, windowed, points)
+        if key != last_key:
+            last_key, last_change = key, now
+        if not all(w.alive() for w in workers):
+            dead = [w for w in workers if not w.alive()]
+            raise RuntimeError(f"worker {dead[0].name} exited: {dead[0].tail()}")
+        if now > t_end or (started and now - last_change > stall_s):
+            return Progress(int(raw), valid, windowed, points, t_first, t_win, t_inf,
+                            cpu_first, cpu_win, cpu_inf, samples, timed_out=True)
+        time.sleep(poll_s)
+    return Progress(int(raw), valid, windowed, points, t_first, t_win, t_inf, cpu_first,
+                    cpu_win, cpu_inf, samples)

@@ -1,0 +1,275 @@
+"""Latency under paced load: reading -> closed 1-minute window, at 20 %, 50 % and 80 % of the
+maximum rate of one worker (``pipeline_wall`` of :mod:`bench.pipeline`).
+
+For each load level an isolated worker (own app, raw and intermediate topics) is driven by
+:mod:`bench.drive` (the load generator at 1 reading/s per household; the number of
+households sets the rate) while this process consumes the ``1m`` windows topic and the alerts
+topic, stamping each message with its receive time. A 1-minute window ``[start, end)`` of a
+household closes when that household's first reading at or after ``end + grace`` is
+processed (event time; grace 30 s by default). For each window three latencies are reported:
+
+- ``beyond_end``: receive time - the wall time of ``end`` (includes the grace period, by
+  design at least ``grace``);
+- ``beyond_close``: ``beyond_end - grace``: how long after the close instant the window
+  arrived; includes up to one reading interval (1 s) of waiting for the household's first
+  reading past ``end + grace`` (each household sends at its own sub-second phase);
+- ``reading_to_window``: receive time - send time of that closing reading (computed from the
+  generator's schedule): the pipeline's own delay, reading -> window emitted and received.
+
+``latency`` = p99 of ``beyond_close`` at 50 % load against the 1 s target (ratio <= 1 meets
+it). Reading -> alert is measured only if the alerts topic receives alerts.
+
+    python -m bench.latency [--quick] [--max-rate READINGS_PER_S]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from bench.harness import (
+    PYTHON,
+    REPO,
+    Isolation,
+    Worker,
+    bootstrap,
+    log,
+    metric_sum,
+    new_run_id,
+    percentile,
+    register_population,
+)
+
+SEED = 1
+LEVELS = (0.2, 0.5, 0.8)
+TARGET_S = 1.0
+LEAD_S = 3
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the generator sent what: household ``h`` of ``households`` sends its reading of
+    period ``k`` stamped ``start_s*1000 + k*interval + phase(h)`` at wall ``ts - shift_ms``."""
+
+    start_s: int
+    shift_ms: float
+    households: int
+    interval_s: int
+    periods: int
+
+    def phase_ms(self, h: int) -> int:
+        return int(h * self.interval_s * 1000 / self.households)
+
+    def closing_reading_ts(self, h: int, threshold_ms: int) -> int | None:
+        """Event time of household ``h``'s first reading at or after ``threshold_ms``, or
+        None when the generator stopped before it."""
+        step = self.interval_s * 1000
+        base = self.start_s * 1000 + self.phase_ms(h)
+        k = max(0, math.ceil((threshold_ms - base) / step))
+        return base + k * step if k < self.periods else None
+
+    def wall_ms(self, ts_ms: float) -> float:
+        return ts_ms - self.shift_ms
+
+
+class _Window(msgspec.Struct):
+    household_id: str
+    size: str
+    end_ms: int
+    readings: int
+
+
+_decode_window = msgspec.json.Decoder(_Window).decode
+
+
+def window_latency(household_id: str, end_ms: int, recv_ms: float, sched: Schedule,
+                   grace_ms: int) -> dict[str, float] | None:
+    """The three latencies (seconds) of one received window; None if not attributable (a
+    household outside the schedule, or its closing reading was never sent)."""
+    try:
+        h = int(household_id.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    if not 0 <= h < sched.households:
+        return None
+    ts_close = sched.closing_reading_ts(h, end_ms + grace_ms)
+    if ts_close is None:
+        return None
+    beyond_end = (recv_ms - sched.wall_ms(end_ms)) / 1000
+    return {"beyond_end": beyond_end, "beyond_close": beyond_end - grace_ms / 1000,
+            "reading_to_window": (recv_ms - sched.wall_ms(ts_close)) / 1000}
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values) if values else math.nan, "n": len(values)}
+
+
+async def _collect(topics: list[str], sink: list[tuple[float, str, bytes]],
+                   stop: asyncio.Event) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=None,
+                         enable_auto_commit=False, auto_offset_reset="earliest")
+    await c.start()
+    try:
+        await c._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t)
+                                                                     or ())]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        while not stop.is_set():
+            batches = await c.getmany(timeout_ms=100, max_records=5000)
+            now_ms = time.time() * 1000
+            for tp, records in batches.items():
+                for m in records:
+                    sink.append((now_ms, tp.topic, m.value))
+    finally:
+        await c.stop()
+
+
+async def _level(run_id: str, pct: int, households: int, duration_s: float,
+                 grace_ms: int) -> dict[str, Any]:
+    iso = Isolation.for_run(run_id, f"lat{pct}", shared_raw=False)
+    worker: Worker | None = None
+    received: list[tuple[float, str, bytes]] = []
+    stop = asyncio.Event()
+    collector: asyncio.Task[None] | None = None
+    try:
+        await asyncio.to_thread(iso.setup)
+        worker = Worker(iso, name=f"lat{pct}")
+        worker.start()
+        await asyncio.to_thread(worker.wait_ready)
+        win_topic = f"{iso.window_prefix}1m"
+        alerts_topic = f"{iso.prefix}.alerts"
+        collector = asyncio.create_task(_collect([win_topic, alerts_topic], received, stop))
+        cpu0, t0 = worker.cpu(), time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "bench.drive", "--households", str(households), "--duration",
+            str(duration_s), "--seed", str(SEED), "--lead-s", str(LEAD_S), cwd=REPO,
+            env=iso.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.drive failed: {err.decode()[-1500:]}")
+        drive = msgspec.json.decode(out.strip().splitlines()[-1])
+        # drain: until no window arrived for 2 s (at most 10 s)
+        t_drain = time.monotonic()
+        last_n = -1
+        while time.monotonic() - t_drain < 10:
+            await asyncio.sleep(2.0)
+            if len(received) == last_n:
+                break
+            last_n = len(received)
+        cpu, wall = worker.cpu() - cpu0, time.monotonic() - t0
+        samples = worker.metrics() or {}
+    finally:
+        stop.set()
+        if collector is not None:
+            with contextlib.suppress(Exception):
+                await collector
+        if worker is not None:
+            worker.stop()
+        await asyncio.to_thread(iso.teardown)
+
+    produce = drive["report"]["produce"]
+    sched = Schedule(drive["start_s"], drive["shift_ms"], households, drive["interval_s"],
+                     math.ceil(duration_s / drive["interval_s"]))
+    lat: dict[str, list[float]] = {"beyond_end": [], "beyond_close": [], "reading_to_window": []}
+    alerts = 0
+    for recv_ms, topic, value in received:
+        if topic == alerts_topic:
+            alerts += 1
+            continue
+        w = _decode_window(value)
+        if w.size != "1m" or w.readings == 0:
+            continue
+        one = window_latency(w.household_id, w.end_ms, recv_ms, sched, grace_ms)
+        if one is not None:
+            for k, v in one.items():
+                lat[k].append(v)
+    windowed = metric_sum(samples, "wattflow_readings_windowed_total")
+    result = {
+        "load_pct": pct, "households": households,
+        "target_rate": households / drive["interval_s"],
+        "achieved_rate": produce.get("achieved_rate_msg_s"),
+        "loadgen_behind_p99_s": produce.get("behind_schedule_p99_s"),
+        "loadgen_stopped_early": produce.get("stopped_early"),
+        "windows": len(lat["beyond_close"]),
+        **{k: summarize(v) for k, v in lat.items()},
+        "alerts_received": alerts,
+        "worker_cpu_per_wall": round(cpu / wall, 3) if wall else None,
+        "readings_valid": metric_sum(samples, "wattflow_readings_valid_total"),
+        "readings_windowed": windowed,
+        "readings_late": metric_sum(samples, "wattflow_readings_late_total"),
+        "changelog_per_reading_live": (metric_sum(samples, "wattflow_table_writes_total")
+                                       / windowed if windowed else None),
+        "shift_ms": drive["shift_ms"],
+    }
+    log(f"latency {pct}%: {households} households, {len(lat['beyond_close'])} windows, "
+        f"beyond close p50 {result['beyond_close']['p50']:.3f} s p99 "
+        f"{result['beyond_close']['p99']:.3f} s; worker CPU/wall {result['worker_cpu_per_wall']}")
+    return result
+
+
+def run(quick: bool = False, max_rate: float | None = None) -> dict[str, dict[str, Any]]:
+    """``max_rate``: readings/s one worker sustains (``pipeline_wall``); measured if None."""
+    from app.settings import get_settings
+
+    if max_rate is None:
+        from bench import pipeline
+
+        max_rate = pipeline.run(quick, only=set())["pipeline_wall"]["value"]
+    grace_ms = int(get_settings().window_grace_s * 1000)
+    duration = LEAD_S + grace_ms / 1000 + 3 + (0 if quick else 60)
+    counts = {round(f * 100): max(10, round(f * max_rate)) for f in LEVELS}
+    register_population(max(counts.values()), SEED)
+    run_id = new_run_id()
+    levels = {}
+    for pct, households in counts.items():
+        levels[pct] = asyncio.run(_level(run_id, pct, households, duration, grace_ms))
+    mid = levels[50]
+    p99 = mid["beyond_close"]["p99"]
+    note = (f"p99 of (window received - (end + grace {grace_ms // 1000} s)) at 50 % of "
+            f"{max_rate:,.0f} readings/s ({mid['households']} households at 1 Hz, "
+            f"{mid['windows']} windows); target < {TARGET_S} s. " + "; ".join(
+                f"{p}%: beyond close p50/p99 {v['beyond_close']['p50']:.2f}/"
+                f"{v['beyond_close']['p99']:.2f} s, reading->window p50/p99 "
+                f"{v['reading_to_window']['p50']:.2f}/{v['reading_to_window']['p99']:.2f} s, "
+                f"beyond end p99 {v['beyond_end']['p99']:.2f} s"
+                for p, v in levels.items()))
+    out: dict[str, dict[str, Any]] = {
+        "latency": {"value": p99, "baseline": TARGET_S, "ratio": p99 / TARGET_S, "unit": "s",
+                    "note": note, "detail": {"max_rate": max_rate, "grace_s": grace_ms / 1000,
+                                             "duration_s": duration, "levels": levels}},
+    }
+    alerts = sum(v["alerts_received"] for v in levels.values())
+    out["latency_alert"] = {
+        "value": None, "baseline": TARGET_S, "ratio": None, "unit": "s",
+        "status": "not_measured",
+        "note": f"reading->alert not measured: {alerts} alerts received (no agent in agents/ "
+                f"produces alerts yet: only ingest, windows, storage are loaded by app.worker)",
+    } if alerts == 0 else {
+        "value": None, "baseline": TARGET_S, "ratio": None, "unit": "s", "status": "failed",
+        "note": f"{alerts} alerts received but their latency is not computed by this bench",
+    }
+    return out
+
+
+def main() -> None:
+    from bench.report import render_table
+
+    rate = None
+    if "--max-rate" in sys.argv:
+        rate = float(sys.argv[sys.argv.index("--max-rate") + 1])
+    print(render_table(run(quick="--quick" in sys.argv, max_rate=rate)))
+
+
+if __name__ == "__main__":
+    main()
