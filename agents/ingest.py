@@ -46,9 +46,12 @@ def route(readings: list[Reading]) -> dict[int, list[Reading]]:
     return by_partition
 
 
-async def send_readings(readings: list[Reading]) -> None:
+async def send_readings(readings: list[Reading], received_s: float | None = None) -> None:
+    """One ReadingBatch per partition. The message timestamp is the newest raw record's Kafka
+    timestamp, so later stages (clock-skew detection) compare event time with when the
+    reading reached the broker, not with when ingestion happened to run."""
     for partition, group in route(readings).items():
-        await readings_topic.send(key=None, partition=partition,
+        await readings_topic.send(key=None, partition=partition, timestamp=received_s,
                                   value=json_encoder.encode(ReadingBatch(group)))
 
 
@@ -78,7 +81,8 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
         result = ingest_batch(records, registry, LazyStates(meter_states), LIMITS, now_ms=now_ms)
     for meter_id, state in result.states.items():
         meter_states.put(meter_id, state)  # partition recorded by get() above
-    await send_readings(result.readings)
+    await send_readings(result.readings,
+                        max(e.message.timestamp for e in events) if events else None)
     await send_dead(result.dead)
     tic = sum(1 for r in records if r.topic == settings.topic_raw_tic)
     metrics.RECORDS_IN.labels("tic").inc(tic)

@@ -21,11 +21,19 @@ from app.main import app
 from app.runtime import batch_decoder, json_encoder
 from app.services.influx import InfluxSink
 from app.settings import get_settings
-from app.topics import deadletter_topic, readings_topic, window_topics
+from app.topics import (
+    alerts_topic,
+    appliance_energy_topic,
+    appliance_events_topic,
+    deadletter_topic,
+    readings_topic,
+    window_topics,
+)
 
 log = logging.getLogger(__name__)
 settings = get_settings()
 _window_decoder = msgspec.json.Decoder(ClosedWindow)
+_json = msgspec.json.Decoder()
 
 
 class StorageDeadLetter(msgspec.Struct, frozen=True):
@@ -74,4 +82,32 @@ async def store_windows(stream):  # type: ignore[no-untyped-def]
         for e in events:
             w = _window_decoder.decode(e.message.value)
             by_rp.setdefault(lineproto.window_rp(w.size), []).append(lineproto.window(w))
+        await sink.write(by_rp)
+
+
+_events_topic_set = app.topic(alerts_topic.get_topic_name(),
+                              appliance_events_topic.get_topic_name(),
+                              appliance_energy_topic.get_topic_name(), key_type=bytes,
+                              value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+@app.agent(_events_topic_set, name="store-events")
+async def store_events(stream):  # type: ignore[no-untyped-def]
+    """Alerts, appliance events and per-appliance window energy."""
+    await sink.start()
+    alerts = alerts_topic.get_topic_name()
+    appliance = appliance_events_topic.get_topic_name()
+    async for events in stream.take_events(settings.influx_batch_points,
+                                           settings.batch_within_s):
+        by_rp: dict[str, list[str]] = {}
+        for e in events:
+            doc = _json.decode(e.message.value)
+            topic = e.message.topic
+            if topic == alerts:
+                by_rp.setdefault(lineproto.RP_EVENTS, []).append(lineproto.alert(doc))
+            elif topic == appliance:
+                by_rp.setdefault(lineproto.RP_EVENTS, []).append(lineproto.appliance_event(doc))
+            else:
+                by_rp.setdefault(lineproto.window_rp(doc["size"]), []).extend(
+                    lineproto.appliance_energy(doc["household_id"], doc["size"], doc))
         await sink.write(by_rp)

@@ -212,4 +212,4 @@ class LazyStates(Mapping[str, S]):
         return self._cp.keys()
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._cp.keys())
+        return sum(1 for _ in self._cp.keys())  # noqa: SIM118 - keys() is a method here

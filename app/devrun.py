@@ -54,9 +54,10 @@ def start_worker() -> int:
     _pidfile().parent.mkdir(parents=True, exist_ok=True)
     faust = Path(sys.executable).with_name("faust")
     with log.open("ab") as out:
-        proc = subprocess.Popen([str(faust), "-L", "uvloop", "-A", "app.worker", "worker", "--without-web",
-                                 "-l", "info"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen([str(faust), "-L", "uvloop", "-A", "app.worker", "worker",
+                                 "--without-web", "-l", "info"], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     _pidfile().write_text(str(proc.pid))
     deadline = time.monotonic() + 90
     url = f"http://{s.host}:{s.metrics_port}/metrics"
@@ -134,15 +135,20 @@ def main(argv: list[str] | None = None) -> int:
     readings = influx_count("reading")
     windows = influx_count("power_1m", "1m")
     db = s.influx_db
+    prom = (f"http://{s.host}:{s.prometheus_port}/graph?"
+            "g0.expr=rate(wattflow_readings_valid_total[1m])")
+    query = (f'SELECT mean(power_w) FROM \\"{db}\\".\\"raw\\".reading '
+             "WHERE time > now() - 5m GROUP BY household")
     print(f"""
 wattflow is running.
   readings stored in InfluxDB: {readings}; closed 1-minute windows: {windows}
   worker log      {s.state_dir.resolve() / 'logs' / 'worker.log'}
   worker metrics  http://{s.host}:{s.metrics_port}/metrics
-  Prometheus      http://{s.host}:{s.prometheus_port}/graph?g0.expr=rate(wattflow_readings_valid_total[1m])
+  Prometheus      {prom}
   InfluxDB        curl -G {s.influx_http_url}/query -u {s.influx_user}:<password> \\
-                    --data-urlencode "q=SELECT mean(power_w) FROM \\"{db}\\".\\"raw\\".reading WHERE time > now() - 5m GROUP BY household"
-  Kafka topics    {s.topic_readings}, {s.window_topic('1m')}, {s.topic_alerts}, {s.topic_deadletter} on {s.kafka_servers}
+                    --data-urlencode "q={query}"
+  Kafka topics    {s.topic_readings}, {s.window_topic('1m')}, {s.topic_alerts},
+                  {s.topic_deadletter} on {s.kafka_servers}
   feed more       .venv/bin/python -m simulators.sample --households {args.households} --seconds 60
   stop            make down
 """)

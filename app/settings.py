@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     topic_windows_prefix: str = "meter.windows."
     topic_alerts: str = "alerts"
     topic_appliance_events: str = "appliance.events"
+    topic_appliance_energy: str = "appliance.energy"
 
     # --- InfluxDB -----------------------------------------------------------------------------
     influx_version: str = "v1.8.10"
@@ -116,6 +117,16 @@ class Settings(BaseSettings):
     window_idle_timeout_s: float = 900.0
     """A silent household's windows close this long after their end (+ grace)."""
     window_close_interval_s: float = 10.0
+
+    # --- anomalies and NILM -------------------------------------------------------------------
+    offline_after_s: float = 900.0
+    """A meter silent for longer than this (wall clock) is reported offline."""
+    offline_check_interval_s: float = 30.0
+    nilm_window: str = "15m"
+    """Window size of the per-appliance energy breakdown (a window size of InfluxDB)."""
+    nilm_window_s: float = 900.0
+    nilm_chunk_s: float = 60.0
+    """Readings are run through NILM in chunks of this much event time."""
     batch_size: int = 5000
     """Messages taken from a stream at once (``take_events``)."""
     batch_within_s: float = 0.5

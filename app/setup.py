@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,10 +34,8 @@ async def create_topics(s: Settings) -> list[str]:
         new = [NewTopic(t.name, t.partitions, s.replication_factor, topic_configs=t.config)
                for t in specs if t.name not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently: fine
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently: fine
         # keep retention/cleanup of existing topics as declared
         old = [t for t in specs if t.name in existing and t.config]
         if old:

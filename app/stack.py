@@ -509,7 +509,8 @@ class PostgreSQL(Server):
         assert bindir is not None
         return self._as_owner([
             str(bindir / "postgres"), "-D", str(self.data), "-p", str(self.s.pg_port),
-            "-c", f"listen_addresses={self.s.host}", "-c", f"unix_socket_directories={self.sockdir}",
+            "-c", f"listen_addresses={self.s.host}",
+            "-c", f"unix_socket_directories={self.sockdir}",
             "-c", "shared_buffers=128MB", "-c", "max_connections=100", "-c", "fsync=on",
         ])
 

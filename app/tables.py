@@ -10,13 +10,15 @@ one readings message carries many households.
 
 from __future__ import annotations
 
-import faust  # noqa: F401 - faust.Table in annotations
+import faust
 
 from app.main import app
 from app.settings import get_settings
 
+
 def _table(name: str, help_: str) -> faust.Table:
-    return app.Table(name, key_type=bytes, value_type=bytes, partitions=get_settings().partitions, help=help_)
+    return app.Table(name, key_type=bytes, value_type=bytes,
+                     partitions=get_settings().partitions, help=help_)
 
 
 meter_state_table = _table("meter-state", "ingest: per-meter dedupe and counter state")

@@ -34,21 +34,23 @@ WINDOW_SIZES = ("1m", "15m", "1h", "1d")
 def topic_specs(s: Settings) -> list[TopicSpec]:
     n = s.partitions
     specs = [
-        TopicSpec(s.topic_raw_json, n, _delete(7), "raw JSON readings from IoT nodes, key meter id"),
-        TopicSpec(s.topic_raw_tic, n, _delete(7), "raw Linky TIC frames in an envelope, key meter id"),
+        TopicSpec(s.topic_raw_json, n, _delete(7), "raw JSON readings, key meter id"),
+        TopicSpec(s.topic_raw_tic, n, _delete(7), "raw Linky TIC frames (envelope), key meter id"),
         TopicSpec(s.topic_readings, n, _delete(7),
                   "validated readings, ReadingBatch per message, partitioned by household"),
         TopicSpec(s.topic_deadletter, n, _delete(30), "rejected records with reason code"),
         TopicSpec(s.topic_late, n, _delete(30), "readings later than the window grace period"),
         TopicSpec(s.topic_alerts, n, _delete(365), "anomaly alerts opened/resolved, key household"),
         TopicSpec(s.topic_appliance_events, n, _delete(90), "NILM appliance events, key household"),
+        TopicSpec(s.topic_appliance_energy, n, _delete(90),
+                  "per-appliance energy of each closed window, key household"),
     ]
     specs += [TopicSpec(s.window_topic(size), n, _delete(30), f"closed {size} windows")
               for size in WINDOW_SIZES]
     return specs
 
 
-def _raw(name: str):  # noqa: ANN202 - faust's TopicT
+def _raw(name: str):
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw", partitions=get_settings().partitions)
 
@@ -61,4 +63,5 @@ deadletter_topic = _raw(_s.topic_deadletter)
 late_topic = _raw(_s.topic_late)
 alerts_topic = _raw(_s.topic_alerts)
 appliance_events_topic = _raw(_s.topic_appliance_events)
+appliance_energy_topic = _raw(_s.topic_appliance_energy)
 window_topics = {size: _raw(_s.window_topic(size)) for size in WINDOW_SIZES}

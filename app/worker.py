@@ -11,7 +11,9 @@ import time
 
 from prometheus_client import start_http_server
 
+import agents.anomaly
 import agents.ingest
+import agents.nilm
 import agents.storage
 import agents.windows
 from app import metrics
@@ -22,12 +24,7 @@ from app.settings import get_settings
 log = logging.getLogger(__name__)
 settings = get_settings()
 
-AGENT_MODULES = (agents.ingest, agents.windows, agents.storage)
-
-
-@app.on_after_configured.connect
-def _configure(app_, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    pass
+AGENT_MODULES = (agents.ingest, agents.windows, agents.anomaly, agents.nilm, agents.storage)
 
 
 @app.task
@@ -38,11 +35,13 @@ async def start_metrics() -> None:
     await registry.refresh()
 
 
-@app.timer(1.0)
+@app.task
 async def event_loop_lag() -> None:
-    t0 = time.perf_counter()
-    await asyncio.sleep(0)
-    metrics.EVENT_LOOP_LAG.set(time.perf_counter() - t0)
+    """How late the loop wakes a task that asked to sleep 0.5 s: the event-loop lag."""
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.5)
+        metrics.EVENT_LOOP_LAG.set(max(0.0, time.perf_counter() - t0 - 0.5))
 
 
 __all__ = ["app"]

@@ -298,8 +298,12 @@ class Worker:
     """One isolated Faust worker subprocess (``faust -L loop -A app.worker worker``)."""
 
     def __init__(self, iso: Isolation, *, loop: str = "uvloop", name: str = "w0",
-                 extra_env: Mapping[str, str] | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None,
+                 command: Sequence[str] | None = None) -> None:
+        """``command`` replaces the ``faust`` executable (e.g. a profiling wrapper); the
+        worker arguments follow it."""
         self.iso = iso
+        self.command = list(command or [FAUST])
         self.loop = loop
         self.name = name
         self.port = free_port()
@@ -315,8 +319,8 @@ class Worker:
                            WATTFLOW_WORKER_DATADIR=str(self.datadir), **self.extra_env)
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [FAUST, "-L", self.loop, "-A", "app.worker", "worker", "--without-web",
-                 "-l", "warn"],
+                [*self.command, "-L", self.loop, "-A", "app.worker", "worker",
+                 "--without-web", "-l", "warn"],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
 

@@ -59,4 +59,4 @@ def to_ms(dt: datetime) -> int:
     """A timezone-aware datetime to epoch milliseconds. Naive datetimes are refused."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime: wattflow only handles timezone-aware times")
-    return int(round(dt.timestamp() * 1000))
+    return round(dt.timestamp() * 1000)

@@ -66,8 +66,8 @@ class World:
         env["WATTFLOW_METRICS_PORT"] = str(metrics_port or _free_port())
         faust = Path(sys.executable).with_name("faust")
         with (self.tmp / f"worker{index}.log").open("ab") as log:
-            proc = subprocess.Popen([str(faust), "-L", loop, "-A", "app.worker", "worker", "--without-web",
-                                     "-l", "info"], cwd=REPO, env=env, stdout=log,
+            proc = subprocess.Popen([str(faust), "-L", loop, "-A", "app.worker", "worker",
+                                     "--without-web", "-l", "info"], cwd=REPO, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         proc.metrics_port = int(env["WATTFLOW_METRICS_PORT"])  # type: ignore[attr-defined]
@@ -179,16 +179,21 @@ async def _drop(s: Settings) -> None:
         f"{s.influx_http_url}/query?u={s.influx_user}&p={s.influx_password.get_secret_value()}",
         data=body, method="POST")
     with contextlib.suppress(OSError):
-        urllib.request.urlopen(req, timeout=10).close()
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: ASYNC210 - teardown
 
 
 # --- Kafka helpers ------------------------------------------------------------------------------
-async def produce(s: Settings, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+async def produce(s: Settings, topic: str, records: list[tuple[bytes | None, bytes]],
+                  timestamps_ms: list[int] | None = None) -> None:
+    """Produce records; ``timestamps_ms`` sets each record's Kafka timestamp (the time the
+    node's message reached the broker), for replays of past event time."""
     producer = AIOKafkaProducer(bootstrap_servers=s.kafka_servers, linger_ms=5,
                                 max_batch_size=1_048_576)
     await producer.start()
     try:
-        futs = [await producer.send(topic, value=v, key=k) for k, v in records]
+        stamps = timestamps_ms or [None] * len(records)
+        futs = [await producer.send(topic, value=v, key=k, timestamp_ms=t)
+                for (k, v), t in zip(records, stamps, strict=True)]
         await asyncio.gather(*futs)
     finally:
         await producer.stop()

@@ -34,15 +34,15 @@ def influx_count(world: World, measurement: str, rp: str = "raw", field: str = "
     return int(series[0]["values"][0][1]) if series else 0
 
 
-async def wait_for(pred, timeout: float = 90.0, every: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(pred, limit_s: float = 90.0, every: float = 0.5):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit_s
     last = None
     while time.monotonic() < deadline:
         last = pred()
         if last is True:
             return
         await asyncio.sleep(every)
-    raise AssertionError(f"condition not met in {timeout}s (last: {last})")
+    raise AssertionError(f"condition not met in {limit_s}s (last: {last})")
 
 
 async def test_every_record_is_accounted_for_and_readings_reach_influxdb(world: World) -> None:

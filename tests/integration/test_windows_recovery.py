@@ -52,8 +52,8 @@ def expected_1m_windows() -> int:
 
 
 async def wait_metric(world: World, proc, name: str, at_least: float,  # type: ignore[no-untyped-def]
-                      timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+                      limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if world.metrics(proc).get(name, 0.0) >= at_least:
             return

@@ -128,3 +128,40 @@ def test_gap_breaks_the_steady_state() -> None:
     t, x = signal([(20, 200), (20, 200)])
     t[20:] += 600_000  # 10 min outage, same level after: no edge
     assert edges(t, x) == []
+
+
+def _rough_signal(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random levels with noise, ties, uneven sampling, gaps and a few backward timestamps."""
+    rng = np.random.default_rng(seed)
+    levels = rng.choice([0.0, 150.0, 190.0, 240.0, 300.0, 1150.0, 2300.0], 150)
+    x = np.repeat(levels, rng.integers(1, 30, 150))
+    x = x + rng.normal(0, rng.choice([0.0, 4.0, 15.0]), x.size)
+    if seed % 2:
+        x = np.round(x)  # equal levels: ties in |ΔP| between candidates
+    dt = rng.choice([6000, 7000, 8000], x.size)
+    odd = rng.random(x.size) < 0.01
+    dt[odd] = rng.choice([0, -3000, 70_000, 600_000], int(odd.sum()))
+    return 1_420_675_200_000 + np.cumsum(dt), x
+
+
+@pytest.mark.parametrize(("seed", "params"), [
+    (11, P),
+    (12, NilmParams(merge_dip_ms=0)),
+    (13, NilmParams(level_samples=1, max_transition_samples=0, min_steady_ms=0)),
+    (14, NilmParams(level_samples=4, max_transition_samples=4, merge_dip_ms=400_000)),
+    (15, NilmParams(level_samples=2, max_transition_samples=1, min_steady_ms=6000,
+                    step_threshold_w=0.0)),
+])
+@pytest.mark.parametrize("chunk", [1, 5, 450, 10_000])
+def test_vectorised_equals_loop_chunk_by_chunk(seed: int, params: NilmParams,
+                                               chunk: int) -> None:
+    # state and edges after every chunk, also for parameters the eval does not use
+    t, x = _rough_signal(seed)
+    sv = sl = None
+    total = 0
+    for i in range(0, t.size, chunk):
+        sv, ev = detect_edges(sv, t[i:i + chunk], x[i:i + chunk], params)
+        sl, el = detect_edges_loop(sl, t[i:i + chunk], x[i:i + chunk], params)
+        assert (sv, ev) == (sl, el)
+        total += len(ev)
+    assert total >= 10

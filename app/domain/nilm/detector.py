@@ -20,9 +20,11 @@ with ``k = level_samples`` and ``G = max_transition_samples``:
 4. A drop whose next edge comes back to the level before it within ``merge_dip_ms`` is a
    duty-cycling pause (hob regulator, heater element), not an off/on pair.
 
-:func:`detect_edges` computes all candidates of a chunk with numpy (window sums, sliding
-max/min, boolean masks, ``np.flatnonzero`` for the change points) and runs Python only per
-edge. The last few samples are carried in the state, so the edges are the same whatever the
+:func:`detect_edges` does every rule in bulk with numpy: window levels and ranges, one
+boolean mask per transition length (slices of the window arrays, no per-sample indexing),
+``np.flatnonzero`` for the few valid candidates, a ``lexsort`` for the best candidate of each
+run and shifted masks for the pause merge. Python only builds the output ``Edge`` objects.
+The last few samples are carried in the state, so the edges are the same whatever the
 chunking (window sums are formed in the same order, so even the bits agree).
 """
 
@@ -62,7 +64,7 @@ def _max_group(p: NilmParams) -> int:
     return 2 * (p.level_samples + p.max_transition_samples) + 2
 
 
-# --- dip merge: Python per edge -----------------------------------------------------------
+# --- dip merge, one edge at a time (the loop; :func:`_merge_dips` is the bulk version) -----
 
 def _emit(st: DetectorState, e: Edge, p: NilmParams, out: list[Edge]) -> None:
     """Pass one raw edge through the duty-cycle pause merge (rule 4)."""
@@ -95,51 +97,132 @@ def _timeout(st: DetectorState, decided_ts: int, p: NilmParams, out: list[Edge])
 
 # --- vectorised detector ------------------------------------------------------------------
 
-def _window_sums(x: FloatArray, k: int) -> FloatArray:
-    """``s[j] = x[j] + ... + x[j+k-1]``, added left to right (the loop does the same)."""
+_NO_INT = np.empty(0, dtype=np.int64)
+_NO_FLOAT = np.empty(0, dtype=np.float64)
+
+
+def _window_stats(x: FloatArray, k: int, p: NilmParams) -> tuple[FloatArray, BoolArray]:
+    """Level ``lv[j]`` (mean of ``x[j:j+k]``) and amplitude test of every window.
+
+    The sum is added left to right (``x[j] + x[j+1] + ...``), then divided by ``k``, as the
+    loop does, so the levels agree to the bit.
+    """
     m = x.size - k + 1
-    s = x[:m].copy()
-    for q in range(1, k):
-        s += x[q:q + m]
-    return s
+    if k == 1:
+        s, lo, hi = x.copy(), x.copy(), x.copy()
+    else:
+        s = np.add(x[:m], x[1:1 + m])
+        lo = np.minimum(x[:m], x[1:1 + m])
+        hi = np.maximum(x[:m], x[1:1 + m])
+    for q in range(2, k):
+        xq = x[q:q + m]
+        s += xq
+        np.minimum(lo, xq, out=lo)
+        np.maximum(hi, xq, out=hi)
+    s /= k
+    hi -= lo  # the window's range
+    lo *= p.noise_rel
+    lo += p.noise_abs_w  # its tolerance
+    return s, hi <= lo
 
 
 def candidates(t: IntArray, x: FloatArray, p: NilmParams
                ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
-    """Rule 1-2 for every ``i`` in ``[k, n - k - G]``: (i, g, before, after) of the valid ones."""
+    """Rule 1-2 for every ``i`` in ``[k, n - k - G]``: (i, g, before, after) of the valid ones.
+
+    Candidate ``i`` uses windows at offsets ``i - k`` (before) and ``i + g`` (after), so with
+    ``c = i - k`` every test below is a slice of a window array: no fancy indexing until the
+    few valid candidates are picked out.
+    """
     k, big_g = p.level_samples, p.max_transition_samples
     n = int(x.size)
-    last = n - k - big_g
-    if last < k:
-        e = np.empty(0, dtype=np.int64)
-        return e, e, np.empty(0), np.empty(0)
-    s = _window_sums(x, k)
-    m = n - k + 1
-    lo, hi = x[:m].copy(), x[:m].copy()
-    for q in range(1, k):
-        np.minimum(lo, x[q:q + m], out=lo)
-        np.maximum(hi, x[q:q + m], out=hi)
-    steady = (hi - lo) <= p.noise_abs_w + p.noise_rel * lo
-    steady &= (t[k - 1:] - t[: n - k + 1]) >= p.min_steady_ms
-    dt = np.diff(t)
-    bad = np.zeros(n, dtype=np.int64)  # bad[j]: the step into sample j is a gap
-    bad[1:] = ((dt > p.max_gap_ms) | (dt <= 0)).astype(np.int64)
-    cbad = np.cumsum(bad)
-    i = np.arange(k, last + 1)
-    before = s[i - k] / k
-    g_of = np.full(i.size, -1, dtype=np.int64)
-    after = np.zeros(i.size)
-    ok_before = steady[i - k]
+    nc = n - 2 * k - big_g + 1  # number of i in [k, n - k - G]
+    if nc <= 0:
+        return _NO_INT, _NO_INT, _NO_FLOAT, _NO_FLOAT
+    lv, steady = _window_stats(x, k, p)
+    # A quiet chunk: no two levels are far enough apart (rounding keeps every |a - b| <= this).
+    if lv.max() - lv.min() < p.step_threshold_w:
+        return _NO_INT, _NO_INT, _NO_FLOAT, _NO_FLOAT
+    m = lv.size
+    steady &= t[k - 1:] - t[:m] >= p.min_steady_ms
+    dt = t[1:] - t[:-1]
+    bad = (dt > p.max_gap_ms) | (dt <= 0)  # bad[j]: the step into sample j + 1 is a gap
+    cbad = np.cumsum(bad) if bad.any() else None
+    before = lv[:nc]
+    found = np.empty((big_g + 1, nc), dtype=np.bool_)  # found[g]: transition g is valid
+    dif = np.empty(nc)
+    lo_c = None if cbad is None else np.concatenate(((0,), cbad[:nc - 1]))
     for g in range(big_g + 1):
-        a = s[i + g] / k
-        # no gap from the first sample of the before window to the last of the after window
-        nogap = cbad[i + g + k - 1] - cbad[i - k] == 0
-        ok = ok_before & steady[i + g] & nogap & (np.abs(a - before) >= p.step_threshold_w)
-        new = ok & (g_of < 0)
-        g_of[new] = g
-        after[new] = a[new]
-    sel = np.flatnonzero(g_of >= 0)
-    return i[sel], g_of[sel], before[sel], after[sel]
+        o = k + g  # window offset of the after window from the before window
+        np.subtract(lv[o:o + nc], before, out=dif)
+        np.abs(dif, out=dif)
+        np.greater_equal(dif, p.step_threshold_w, out=found[g])
+        found[g] &= steady[o:o + nc]
+        if cbad is not None:
+            # no gap from the first sample of the before window to the last of the after
+            # window: steps into samples c+1 .. c+k+o-1 (cbad[j] counts steps into 1..j+1)
+            found[g] &= cbad[k + o - 2:k + o - 2 + nc] == lo_c
+    c = np.flatnonzero(np.logical_or.reduce(found, axis=0) & steady[:nc])
+    if c.size == 0:
+        return _NO_INT, _NO_INT, _NO_FLOAT, _NO_FLOAT
+    g_of = found[:, c].argmax(axis=0)  # the smallest g that is valid wins
+    return c + k, g_of, lv[c], lv[c + k + g_of]
+
+
+def _best_of_runs(ci: IntArray, cg: IntArray, cb: FloatArray, ca: FloatArray, max_len: int
+                  ) -> tuple[IntArray, IntArray]:
+    """Rule 3 in bulk: cut the candidates into runs of consecutive ``i`` with the same sign,
+    runs into pieces of at most ``max_len`` counted from the start of the run; return the
+    piece starts and, per piece, the index of its best candidate (smallest ``g``, then the
+    largest ``|ΔP|``, then the earliest)."""
+    n = ci.size
+    idx = np.arange(n)
+    rise = ca > cb
+    brk = np.empty(n, dtype=np.bool_)
+    brk[0] = True
+    np.not_equal(ci[1:] - ci[:-1], 1, out=brk[1:])
+    brk[1:] |= rise[1:] != rise[:-1]
+    run0 = np.maximum.accumulate(np.where(brk, idx, 0))
+    first = (idx - run0) % max_len == 0
+    starts = np.flatnonzero(first)
+    piece = np.cumsum(first)  # pieces are contiguous, so after the sort piece p sits at
+    order = np.lexsort((idx, -np.abs(ca - cb), cg, piece))  # starts[p] .. starts[p+1] - 1
+    return starts, order[starts]
+
+
+def _merge_dips(st: DetectorState, ts: IntArray, before: FloatArray, after: FloatArray,
+                p: NilmParams) -> list[Edge]:
+    """Rule 4 in bulk, the same as :func:`_emit` edge by edge: every drop waits (it is
+    pending), and the next edge cancels it and itself when it is a rise back to the level
+    before the drop within ``merge_dip_ms``. A rise is only ever cancelled by the drop just
+    before it, so the pairs do not interact. The drop carried in the state goes first."""
+    dp = after - before
+    drop = dp < 0 if p.merge_dip_ms > 0 else np.zeros(dp.size, dtype=np.bool_)
+    if st.pend:
+        ts = np.concatenate(((st.pend_ts,), ts))
+        dp = np.concatenate(((st.pend_dp,), dp))
+        before = np.concatenate(((st.pend_before,), before))
+        after = np.concatenate(((st.pend_after,), after))
+        drop = np.concatenate(((True,), drop))
+    tol = np.abs(dp[:-1])
+    tol *= p.dip_match_rel
+    np.maximum(tol, p.noise_abs_w, out=tol)
+    pause = np.abs(after[1:] - before[:-1]) <= tol
+    pause &= ts[1:] - ts[:-1] <= p.merge_dip_ms
+    pause &= dp[1:] > 0
+    pause &= drop[:-1]
+    keep = np.ones(ts.size, dtype=np.bool_)
+    keep[:-1] &= ~pause
+    keep[1:] &= ~pause
+    st.pend = bool(drop[-1])  # the last drop waits for the next chunk (never in a pause)
+    keep[-1] &= not st.pend
+    waited = np.flatnonzero(drop)
+    if waited.size:  # the fields keep the last drop that waited, as _emit leaves them
+        j = int(waited[-1])
+        st.pend_ts, st.pend_dp = int(ts[j]), float(dp[j])
+        st.pend_before, st.pend_after = float(before[j]), float(after[j])
+    return list(map(Edge, ts[keep].tolist(), dp[keep].tolist(), before[keep].tolist(),
+                    after[keep].tolist()))
 
 
 def detect_edges(state: DetectorState | None, ts_ms: Sequence[int] | IntArray,
@@ -151,33 +234,25 @@ def detect_edges(state: DetectorState | None, ts_ms: Sequence[int] | IntArray,
     out: list[Edge] = []
     if t_new.size == 0:
         return st, out
-    c = len(st.buf_t)
-    t = np.concatenate((np.asarray(st.buf_t, dtype=np.int64), t_new)) if c else t_new
-    x = np.concatenate((np.asarray(st.buf_x, dtype=np.float64), x_new)) if c else x_new
+    if st.buf_t:
+        t = np.concatenate((st.buf_t, t_new)).astype(np.int64, copy=False)
+        x = np.concatenate((st.buf_x, x_new)).astype(np.float64, copy=False)
+    else:
+        t, x = t_new, x_new
     k, big_g = p.level_samples, p.max_transition_samples
     n = int(x.size)
     last = n - k - big_g  # last i whose windows are complete
     ci, cg, cb, ca = candidates(t, x, p)
     first_open = max(last + 1, k)  # first i not settled by this call
     if ci.size:
-        sign = ca > cb
-        # runs of consecutive i with the same sign (change points by flatnonzero), cut into
-        # pieces of at most max_len counted from the start of the run
-        idx = np.arange(ci.size)
-        brk = np.zeros(ci.size, dtype=np.bool_)
-        brk[0] = True
-        brk[1:] = (np.diff(ci) != 1) | (sign[1:] != sign[:-1])
-        run0 = np.maximum.accumulate(np.where(brk, idx, 0))
-        starts = np.flatnonzero((idx - run0) % _max_group(p) == 0)
-        ends = np.append(starts[1:], ci.size)
+        starts, best = _best_of_runs(ci, cg, cb, ca, _max_group(p))
         if int(ci[-1]) == last:  # the last piece may continue in the next chunk
             first_open = int(ci[starts[-1]])
-            starts, ends = starts[:-1], ends[:-1]
-        tl, gl, bl, al = t[ci].tolist(), cg.tolist(), cb.tolist(), ca.tolist()
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            j = min(range(a, b), key=lambda r: (gl[r], -abs(al[r] - bl[r])))
-            _timeout(st, tl[j], p, out)
-            _emit(st, Edge(tl[j], al[j] - bl[j], bl[j], al[j]), p, out)
+            best = best[:-1]
+        if best.size:
+            ts = t[ci[best]]
+            st.settled_ts = max(st.settled_ts, int(ts.max()))
+            out = _merge_dips(st, ts, cb[best], ca[best], p)
     if first_open <= n:  # every i before first_open is settled
         _timeout(st, int(t[first_open - 1]), p, out)
     keep = max(0, first_open - k)
