@@ -333,6 +333,9 @@ class _Levels:
         self.hour_min, self.hour_tainted = s.hour_min, s.hour_tainted
         self.cur_mu, self.cur_sd, self.cur_src = s.cur_mu, s.cur_sd, s.cur_src
         self.quiet_w = s.quiet_w
+        self.prev_w, self.hour_events, self.cur_rate = s.prev_w, s.hour_events, s.cur_rate
+        self.quiet_since, self.quiet_exp, self.ev_recent = s.quiet_since, s.quiet_exp, s.ev_recent
+        self._rates: prof_mod.Profile | None = None
         self.mins24 = list(s.mins24)
         self.base_ref, self.base_n, self.hours_since_base = s.base_ref, s.base_n, s.hours_since_base
         self.g_over = (s.g_over.on_since, s.g_over.off_since)
@@ -374,6 +377,9 @@ class _Levels:
             )
             quiet = prof_mod.quiet_level(prof, pa)
             self.quiet_w = -1.0 if quiet is None else quiet
+            rates = self.rates() if self.run.s.rates or self._rates is not None else None
+            self.cur_rate = prof_mod.expected_rate(prof, rates, hod, pa)
+        gap = te - self.last_eval if self.last_eval != NO_TIME else 0
         if self.last_eval == NO_TIME:
             dt = 0
             self.lvl = self.lvl_long = x
@@ -392,6 +398,7 @@ class _Levels:
             self.lvl_long += a * (x - self.lvl_long)
             self.exp_long += a * (self.cur_mu - self.exp_long)
         self.last_eval = te
+        self._switching(te, x, dt, gap)
         self.hour_energy += x * dt
         self.hour_dur += dt
         if x < self.hour_min:
@@ -401,6 +408,7 @@ class _Levels:
         # implausible data (a frozen value) feeds neither consumption detector
         if book.is_open("frozen_value"):
             self._forget_pending()
+            self.quiet_since, self.quiet_exp = te, 0.0  # no evidence either way
             self.hour_tainted = True
         else:
             self._consumption(te, age)
@@ -451,26 +459,29 @@ class _Levels:
         elif book.is_open("over_consumption"):
             book.extreme("over_consumption", self.lvl)
 
-        # long stretches of unusually low consumption (needs a learned profile)
-        learned = self.quiet_w >= 0.0 and not self.exports  # full day profile learned
-        floor = self.base_ref if self.base_n >= pa.base_min_days else 0.0
-        expected_act = self.exp_long - floor
-        act = self.lvl_long - floor
+        # vacancy: appliance switching has stopped for longer than the profile makes plausible
+        # and the level is down to the household's quiet level (needs a learned day profile)
+        learned = self.quiet_w >= 0.0 and self.cur_rate >= 0.0 and not self.exports
+        quiet_w = self.quiet_w
+        expected_act = max(self.exp_long - quiet_w, 0.0)
+        act = self.lvl_long - quiet_w
         low = (
             learned
             and age >= 3 * pa.tau_long_ms
+            and self.quiet_exp >= pa.low_events
+            and te - self.quiet_since >= pa.low_min_ms
             and act < pa.low_ratio * expected_act
-            and self.exp_long - self.lvl_long > pa.low_abs_w
+        )
+        back = self.ev_recent >= pa.low_back_events or (
+            expected_act >= pa.low_abs_w and act >= pa.low_hold_ratio * expected_act
         )
         self.g_low, action, when = self._gate(
-            "low_consumption", self.g_low, te, low,
-            act < pa.low_hold_ratio * expected_act or expected_act < pa.low_abs_w,
-            pa.low_min_ms, pa.low_clear_ms,
-        )  # fmt: skip
+            "low_consumption", self.g_low, te, low, not back, 0, pa.low_clear_ms
+        )
         if action == OPEN:
             book.open(
-                "low_consumption", when, te, "info", self.lvl_long, self.exp_long,
-                floor + pa.low_ratio * expected_act, "W", -1,
+                "low_consumption", self.quiet_since, te, "info", self.lvl_long, self.exp_long,
+                quiet_w + pa.low_ratio * expected_act, "W", -1,
             )  # fmt: skip
         elif action == RESOLVE:
             book.resolve("low_consumption", when, te)
@@ -478,11 +489,31 @@ class _Levels:
             book.extreme("low_consumption", self.lvl_long)
         if (
             self.g_over[0] != NO_TIME
-            or self.g_low[0] != NO_TIME
+            or self.quiet_exp >= 0.5 * pa.low_events
             or book.is_open("over_consumption")
             or book.is_open("low_consumption")
         ):
             self.hour_tainted = True
+
+    def rates(self) -> prof_mod.Profile:
+        if self._rates is None:
+            self._rates = prof_mod.decode_rates(self.run.s.rates)
+        return self._rates
+
+    def _switching(self, te: int, x: float, dt: int, gap: int) -> None:
+        """Count switching events (rises of the bucket mean) and the events expected since the
+        last one. A rise across a silence is not an event."""
+        pa = self.pa
+        if self.quiet_since == NO_TIME:
+            self.quiet_since = te
+        self.ev_recent *= math.exp(-dt / pa.tau_events_ms)
+        if self.cur_rate > 0.0:
+            self.quiet_exp += self.cur_rate * dt / HOUR_MS
+        if 0 < gap <= pa.offline_after_ms and x - self.prev_w > pa.low_step_w:
+            self.hour_events += 1
+            self.ev_recent += 1.0
+            self.quiet_since, self.quiet_exp = te, 0.0
+        self.prev_w = x
 
     def _forget_pending(self) -> None:
         book = self.book
@@ -499,9 +530,10 @@ class _Levels:
         if self.hour_key != NO_TIME and self.hour_dur > 0:
             if self.hour_dur >= pa.min_hour_coverage * HOUR_MS and not self.hour_tainted:
                 how, hod = prof_mod.local_slots(self.hour_key * HOUR_MS, self.tz)
-                prof_mod.update(
-                    self.run.profile(), how, hod, self.hour_energy / self.hour_dur, pa
-                )
+                prof = self.run.profile()
+                per_hour = self.hour_events * HOUR_MS / self.hour_dur
+                prof_mod.update_rate(prof, self.rates(), hod, per_hour, pa)
+                prof_mod.update(prof, how, hod, self.hour_energy / self.hour_dur, pa)
                 self.run._prof_dirty = True
             self.mins24.append(self.hour_min)
             del self.mins24[:-24]
@@ -509,6 +541,7 @@ class _Levels:
             self._base(te)
         self.hour_energy = 0.0
         self.hour_dur = 0
+        self.hour_events = 0
         self.hour_min = math.inf
         self.hour_tainted = False
 
@@ -539,6 +572,8 @@ class _Levels:
             self.hours_since_base = 0
 
     def store(self) -> None:
+        if self._rates is not None:
+            self.run.changes["rates"] = self._rates.tobytes()
         self.run.changes.update(
             first_ts=self.first_ts,
             last_eval_ts=self.last_eval,
@@ -557,6 +592,12 @@ class _Levels:
             cur_sd=self.cur_sd,
             cur_src=self.cur_src,
             quiet_w=self.quiet_w,
+            prev_w=self.prev_w,
+            hour_events=self.hour_events,
+            cur_rate=self.cur_rate,
+            quiet_since=self.quiet_since,
+            quiet_exp=self.quiet_exp,
+            ev_recent=self.ev_recent,
             mins24=tuple(self.mins24),
             base_ref=self.base_ref,
             base_n=self.base_n,

@@ -64,15 +64,26 @@ class AnomalyParams(msgspec.Struct, frozen=True, kw_only=True):
     over_min_ms: int = 3 * HOUR_MS
     over_clear_ms: int = HOUR_MS
 
-    # --- low consumption -----------------------------------------------------------------
-    low_ratio: float = 0.3
-    low_abs_w: float = 100.0
-    """Trigger when the long level's activity (level - base-load reference) is below
-    low_ratio x the expected activity and the level is low_abs_w below expected: only the
-    always-on load is left (vacancy, main appliances or the sensor unplugged). Runs once every
-    hour of the day has been learned."""
-    low_hold_ratio: float = 0.5
+    # --- low consumption (vacancy: only always-on and cycling loads are left) -------------
+    low_step_w: float = 150.0
+    """A rise of the 1-minute mean by more than this is a switching event (someone switched an
+    appliance on). Above a fridge or freezer compressor, below a kettle, an oven or a TV."""
+    low_events: float = 12.0
+    """Trigger when the switching events the learned profile expects since the last one
+    observed reach this many (P(none | Poisson) = e^-12) ..."""
     low_min_ms: int = 8 * HOUR_MS
+    """... the silence of switching has lasted at least this long ..."""
+    low_ratio: float = 0.3
+    """... and the 3-h level above the household's quiet level is below low_ratio x what is
+    expected above it. Runs once every hour of the day has been learned."""
+    low_abs_w: float = 100.0
+    low_hold_ratio: float = 0.5
+    """Activity is back when the level above the quiet level is back above low_hold_ratio x
+    expected (judged only while at least low_abs_w above the quiet level is expected) ..."""
+    low_back_events: float = 1.5
+    """... or when the decaying count of switching events (time constant tau_events_ms)
+    reaches this (about two events within an hour)."""
+    tau_events_ms: int = HOUR_MS
     low_clear_ms: int = 2 * HOUR_MS
 
     # --- rising base load ----------------------------------------------------------------

@@ -111,3 +111,37 @@ def quiet_level(prof: Profile | None, params: AnomalyParams) -> float | None:
     if float(counts.min()) < params.day_min_count:
         return None
     return float(prof[_D_MEAN : _D_MEAN + DAY_SLOTS].min())
+
+
+# --- switching-event rates (the activity profile of low-consumption detection) -----------
+# 24 hour-of-day slots of the EWMA mean number of switching events per hour. They are learned
+# at the same moments as the hour-of-day level slots, so those slots' counts serve for both.
+
+
+def empty_rates() -> bytes:
+    return np.zeros(DAY_SLOTS, dtype=np.float32).tobytes()
+
+
+def decode_rates(blob: bytes) -> Profile:
+    """A writable float32 copy of the hour-of-day event rates (zeros for an old, empty blob)."""
+    if not blob:
+        return np.zeros(DAY_SLOTS, dtype=np.float32)
+    return np.frombuffer(blob, dtype=np.float32).copy()
+
+
+def expected_rate(prof: Profile | None, rates: Profile | None, hod: int, params: AnomalyParams) -> float:
+    """Learned switching events per hour for one local hour of day; -1 while not learned."""
+    if prof is None or rates is None or prof[_D_N + hod] < params.day_min_count:
+        return -1.0
+    return float(rates[hod])
+
+
+def update_rate(prof: Profile, rates: Profile, hod: int, x: float, params: AnomalyParams) -> None:
+    """Learn one hour's event count ``x`` (per hour). Call before :func:`update`, whose
+    hour-of-day count is the weight. Clipped at mean + 4 Poisson sd once the slot has history."""
+    n = float(prof[_D_N + hod])
+    mu = float(rates[hod])
+    if n >= 2:
+        x = min(x, mu + 4.0 * (mu + 1.0) ** 0.5)
+    alpha = max(1.0 / (n + 1.0), params.day_alpha)
+    rates[hod] = mu + alpha * (x - mu)

@@ -68,6 +68,23 @@ class DetectorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     """Lowest learned hour-of-day mean (W); -1 until the day profile is complete."""
     profile: bytes = msgspec.field(default_factory=empty_profile)
 
+    # switching activity (low consumption)
+    prev_w: float = float("nan")
+    """Mean of the previous closed bucket (a rise from it may be a switching event)."""
+    hour_events: int = 0
+    """Switching events in the current hour."""
+    rates: bytes = b""
+    """Learned switching events per hour, by local hour of day (float32); empty until learned."""
+    cur_rate: float = -1.0
+    """Expected events per hour in the current hour; -1 while not learned."""
+    quiet_since: int = NO_TIME
+    """Time of the last switching event (or of the first bucket, or of the end of a frozen
+    stretch): when the current silence of switching began."""
+    quiet_exp: float = 0.0
+    """Switching events the learned profile expects since ``quiet_since``."""
+    ev_recent: float = 0.0
+    """Switching events, decaying with ``tau_events_ms``."""
+
     # base load
     mins24: tuple[float, ...] = ()
     """Hourly minima of the fast level over the last 24 hours (newest last)."""
