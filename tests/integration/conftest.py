@@ -25,13 +25,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app import stack
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
-SCRAPED_METRICS_PORT = 9465
-"""A port the local Prometheus scrapes (settings.metrics_ports_scraped) kept for tests."""
+SCRAPED_METRICS_PORT = int(get_settings().metrics_ports_scraped.split(",")[-1])
+"""A port the local Prometheus scrapes (the last of settings.metrics_ports_scraped), kept for
+tests; the first is the default worker's."""
 
 
 def _free_port() -> int:

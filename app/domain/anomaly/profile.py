@@ -129,7 +129,9 @@ def decode_rates(blob: bytes) -> Profile:
     return np.frombuffer(blob, dtype=np.float32).copy()
 
 
-def expected_rate(prof: Profile | None, rates: Profile | None, hod: int, params: AnomalyParams) -> float:
+def expected_rate(
+    prof: Profile | None, rates: Profile | None, hod: int, params: AnomalyParams
+) -> float:
     """Learned switching events per hour for one local hour of day; -1 while not learned."""
     if prof is None or rates is None or prof[_D_N + hod] < params.day_min_count:
         return -1.0
