@@ -25,6 +25,7 @@ from app.domain.windows import (
     WindowParams,
     advance,
     apply,
+    live_view,
     partition_clock,
 )
 from app.main import app
@@ -103,6 +104,13 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     if events:
         metrics.PROCESSING_LATENCY.labels("windows").observe(
             max(0.0, time.time() - events[-1].message.timestamp))
+
+
+def live(household_id: str) -> dict[str, object] | None:
+    """Live power, last reading and today's energy of a household owned by this worker (the
+    open windows, pending readings included), for the API."""
+    state = window_states.get(household_id)
+    return None if state is None else live_view(state, PARAMS)
 
 
 @app.agent(readings_topic, name="windows")

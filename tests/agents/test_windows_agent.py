@@ -1,0 +1,64 @@
+"""The windows agent's batch step: windows emitted once with exact energy; late data routed."""
+
+from __future__ import annotations
+
+import msgspec
+import orjson
+import pytest
+
+import agents.windows as windows
+from app.checkpoint import StateCheckpoint
+from app.domain.reading import Reading, ReadingBatch
+from app.domain.windows import ClosedWindow, HouseholdWindows
+from app.partitioning import HouseholdPartitioner
+from app.topics import late_topic, window_topics
+
+from .conftest import Capture, FakeEvent, FakeMessage, FakeTable
+
+T0 = 1_795_000_020_000 - 1_795_000_020_000 % 3_600_000  # on the hour
+
+
+@pytest.fixture
+def wired(monkeypatch: pytest.MonkeyPatch, capture: Capture):  # type: ignore[no-untyped-def]
+    table = FakeTable()
+    cp = StateCheckpoint(table, "window-state", topic="readings",
+                         partition_of=HouseholdPartitioner(4), encode=msgspec.msgpack.encode,
+                         decode=msgspec.msgpack.Decoder(HouseholdWindows).decode, interval_s=0)
+    monkeypatch.setattr(windows, "window_states", cp)
+    monkeypatch.setattr(windows, "timezone_of", lambda meter_id: "Europe/Paris")
+    for t in (*window_topics.values(), late_topic):
+        capture.patch_topic(monkeypatch, t)
+    return cp
+
+
+def batch_event(readings: list[Reading], offset: int) -> FakeEvent:
+    part = HouseholdPartitioner(4)(readings[0].household_id)
+    value = msgspec.json.encode(ReadingBatch(readings))
+    return FakeEvent(FakeMessage(value, "meter.readings", part, offset,
+                                 readings[-1].ts_ms / 1000 + 1))
+
+
+async def test_minute_windows_close_once_with_counter_energy(wired, capture) -> None:  # type: ignore[no-untyped-def]
+    # 3 minutes + 40 s of a 600 W load at 1 Hz, counter exact, in batches of 25 s
+    rs = [Reading("h1", "m1", T0 + i * 1000, 600.0, energy_wh=100.0 + 600.0 * i / 3600)
+          for i in range(220)]
+    for k in range(0, 220, 25):
+        await windows.process([batch_event(rs[k:k + 25], k)])
+    out = [msgspec.json.decode(s.value, type=ClosedWindow)
+           for s in capture.sent[window_topics["1m"].get_topic_name()]]
+    # watermark 219 s - 30 s grace = 189 s: windows [0,60), [60,120), [120,180) closed
+    assert [w.start_ms - T0 for w in out] == [0, 60_000, 120_000]
+    for w in out:
+        assert w.energy_wh == pytest.approx(10.0, abs=1e-9)  # 600 W x 1 min
+        assert w.readings == 60 and not w.gap
+    assert all(s.key == b"h1" for s in capture.sent[window_topics["1m"].get_topic_name()])
+
+
+async def test_late_readings_go_to_the_late_topic(wired, capture) -> None:  # type: ignore[no-untyped-def]
+    rs = [Reading("h2", "m2", T0 + i * 1000, 100.0) for i in range(200)]
+    await windows.process([batch_event(rs, 0)])
+    late = Reading("h2", "m2", T0 + 5_000 + 500, 100.0)  # 3 minutes late: beyond grace
+    await windows.process([batch_event([late], 1)])
+    sent = capture.sent[late_topic.get_topic_name()]
+    assert len(sent) == 1
+    assert orjson.loads(sent[0].value)["reason"] == "late"
