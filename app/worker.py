@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
+from faust.exceptions import ConsumerNotStarted
 from prometheus_client import start_http_server
 
 import agents.anomaly
@@ -42,6 +44,53 @@ async def event_loop_lag() -> None:
         t0 = time.perf_counter()
         await asyncio.sleep(0.5)
         metrics.EVENT_LOOP_LAG.set(max(0.0, time.perf_counter() - t0 - 0.5))
+
+
+_lag_labels: set[tuple[str, str]] = set()
+"""(topic, partition) label pairs of the consumer-lag gauge set by the last update."""
+
+
+def partition_lags(consumer: Any, changelog_topics: set[str]) -> dict[tuple[str, int], int]:
+    """Messages not yet committed per assigned source partition: the partition's highwater
+    (offset of the next message produced) minus the committed offset (the next one to read
+    after a restart), or minus the next offset to read when nothing was committed yet.
+    Changelog partitions (read only during table recovery) are left out. Partitions whose
+    highwater is not known yet (no fetch so far) are skipped."""
+    try:
+        assigned = consumer.assignment()
+    except (ConsumerNotStarted, AttributeError, RuntimeError):
+        return {}
+    out: dict[tuple[str, int], int] = {}
+    for tp in assigned:
+        if tp.topic in changelog_topics:
+            continue
+        try:
+            high = consumer.highwater(tp)
+        except (ConsumerNotStarted, AssertionError, KeyError, AttributeError, RuntimeError):
+            continue  # revoked meanwhile, or the consumer thread is not running
+        if high is None:
+            continue
+        position = consumer._committed_offset.get(tp)
+        if position is None:
+            read = consumer._read_offset.get(tp)
+            position = None if read is None else read + 1
+        if position is None:
+            continue
+        out[(tp.topic, tp.partition)] = max(0, int(high) - int(position))
+    return out
+
+
+@app.timer(5.0, name="consumer-lag")
+async def consumer_lag() -> None:
+    """Set wattflow_consumer_lag_messages for every assigned partition; drop revoked ones."""
+    lags = partition_lags(app.consumer, set(app.tables.changelog_topics))
+    labels = {(topic, str(partition)) for topic, partition in lags}
+    for (topic, partition), lag in lags.items():
+        metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+    for stale in _lag_labels - labels:
+        metrics.CONSUMER_LAG.remove(*stale)
+    _lag_labels.clear()
+    _lag_labels.update(labels)
 
 
 __all__ = ["app"]

@@ -23,12 +23,21 @@ from app.domain.anomaly import ALERT_TYPES, AlertRecord, AnomalyParams, step, ti
 from app.domain.anomaly.state import DetectorState, initial_state
 from app.domain.reading import Reading
 from bench.anomaly_replay import load_csv, replay
-from simulators.anomalies import HOUR_MS, MIN_MS, SimHousehold, clean_population, population
+from simulators.anomalies import (
+    HOUR_MS,
+    MIN_MS,
+    Label,
+    SimHousehold,
+    clean_population,
+    population,
+)
 
 CHUNK_MS = 10 * MIN_MS
 """The evaluation feeds each household in 10-minute arrival-time batches and ticks after each."""
-TOL_BEFORE_MS = HOUR_MS
+TOL_MS = HOUR_MS
+"""Slack on both ends of a label for when the anomaly began and ended."""
 GRACE_AFTER_MS = 12 * HOUR_MS
+"""An alert may be confirmed up to this long after its label ends."""
 
 
 @dataclass
@@ -68,46 +77,40 @@ def replay_household(hh: SimHousehold, params: AnomalyParams) -> Replayed:
     return Replayed(out, len(hh), cpu)
 
 
-def _overlaps(a0: int, a1: int, b0: int, b1: int) -> bool:
-    return a0 <= b1 and b0 <= a1
+def matches(opened_at: int, detected_at: int, label: Label) -> bool:
+    """An alert matches a label of its type (same household) when it is causally linked to it:
+    its condition began no later than the label's end (+ TOL_MS), and it was confirmed no
+    earlier than the label's start (- TOL_MS) and no later than GRACE_AFTER_MS after its end.
+    An alert confirmed before the anomaly began, which merely stays open into it, does not
+    match. ``opened_at`` may precede the label by any amount: a vacancy that begins while the
+    household sleeps really does begin, for the detector, with the last appliance switched."""
+    return (
+        opened_at <= label.end_ms + TOL_MS
+        and label.start_ms - TOL_MS <= detected_at <= label.end_ms + GRACE_AFTER_MS
+    )
 
 
 def score(pop: list[SimHousehold], results: list[Replayed]) -> dict[str, dict[str, float]]:
-    """Precision / recall / mean delay per alert type (an alert matches a label of its type in
-    the same household when their intervals overlap, label widened by the tolerances)."""
+    """Precision / recall / mean delay per alert type (see :func:`matches`). An alert that
+    matches a label is a true positive; a label with a matching alert is detected."""
     tp: dict[str, int] = defaultdict(int)
     fp: dict[str, int] = defaultdict(int)
     found: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     delays: dict[str, list[float]] = defaultdict(list)
     for hh, res in zip(pop, results, strict=True):
-        end_of_sim = int(hh.received_ms.max())
-        spans: dict[str, tuple[int, int, int]] = {}
-        for a in res.alerts:
-            if a.status == "open":
-                spans[a.alert_id] = (a.opened_at, end_of_sim, a.detected_at)
-            else:
-                o, _, d = spans[a.alert_id]
-                spans[a.alert_id] = (o, a.resolved_at or end_of_sim, d)
-        by_type: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-        for a in res.alerts:
-            if a.status == "open":
-                by_type[a.type].append(spans[a.alert_id])
-        for kind, spans_k in by_type.items():
-            for o, r, _ in spans_k:
-                ok = any(
-                    lb.type == kind
-                    and _overlaps(o, r, lb.start_ms - TOL_BEFORE_MS, lb.end_ms + GRACE_AFTER_MS)
-                    for lb in hh.labels
-                )
-                (tp if ok else fp)[kind] += 1
+        opened = [a for a in res.alerts if a.status == "open"]
+        for a in opened:
+            ok = any(
+                lb.type == a.type and matches(a.opened_at, a.detected_at, lb) for lb in hh.labels
+            )
+            (tp if ok else fp)[a.type] += 1
         for lb in hh.labels:
             total[lb.type] += 1
             hits = [
-                d
-                for o, r, d in by_type.get(lb.type, [])
-                if _overlaps(o, r, lb.start_ms - TOL_BEFORE_MS, lb.end_ms + GRACE_AFTER_MS)
-                and d <= lb.end_ms + GRACE_AFTER_MS
+                a.detected_at
+                for a in opened
+                if a.type == lb.type and matches(a.opened_at, a.detected_at, lb)
             ]
             if hits:
                 found[lb.type] += 1

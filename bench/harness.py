@@ -61,6 +61,29 @@ def parse_proc_stat(text: str, clk_tck: int = CLK_TCK) -> float:
     return (utime + stime) / clk_tck
 
 
+def parse_machine_stat(text: str) -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from the text of ``/proc/stat`` (first ``cpu`` line;
+    idle and iowait are not busy; guest time is already inside user/nice)."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            v = [int(x) for x in line.split()[1:9]]
+            total = sum(v)
+            return total - v[3] - v[4], total
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+class MachineCpu:
+    """Share of the machine's CPU that was busy (everyone's processes) between two reads."""
+
+    def __init__(self) -> None:
+        self.start = parse_machine_stat(Path("/proc/stat").read_text())
+
+    def busy_share(self) -> float:
+        busy, total = parse_machine_stat(Path("/proc/stat").read_text())
+        d_total = total - self.start[1]
+        return (busy - self.start[0]) / d_total if d_total > 0 else float("nan")
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by process ``pid`` (raises ProcessLookupError once it is gone)."""
     try:
@@ -129,8 +152,14 @@ def log(msg: str) -> None:
 # --- isolation ---------------------------------------------------------------------------------
 
 
+RUN_IDS: list[str] = []
+"""Run ids created by this process (what :func:`cleanup` removes by default)."""
+
+
 def new_run_id() -> str:
-    return secrets.token_hex(3)
+    rid = secrets.token_hex(3)
+    RUN_IDS.append(rid)
+    return rid
 
 
 @dataclass
@@ -167,20 +196,34 @@ class Isolation:
     def window_prefix(self) -> str:
         return f"{self.prefix}.windows."
 
+    def topic_env(self) -> dict[str, str]:
+        """``WATTFLOW_TOPIC_*`` for every ``topic_*`` setting that exists (new topics of new
+        agents are isolated too): the raw topics as given, the others under the stage
+        prefix (``<prefix>.<default name>``)."""
+        from app.settings import Settings
+
+        out = {}
+        for name, f in Settings.model_fields.items():
+            if not name.startswith("topic_"):
+                continue
+            if name == "topic_raw_json":
+                value = self.raw_json
+            elif name == "topic_raw_tic":
+                value = self.raw_tic
+            elif name == "topic_windows_prefix":
+                value = self.window_prefix
+            else:
+                value = f"{self.prefix}.{f.default}"
+            out[f"WATTFLOW_{name.upper()}"] = value
+        return out
+
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of this run's subprocesses (inherits the rest)."""
         p = self.prefix
         env = {k: v for k, v in os.environ.items() if not k.startswith("WATTFLOW_")}
+        env.update(self.topic_env())
         env.update({
             "WATTFLOW_APP_ID": p,
-            "WATTFLOW_TOPIC_RAW_JSON": self.raw_json,
-            "WATTFLOW_TOPIC_RAW_TIC": self.raw_tic,
-            "WATTFLOW_TOPIC_READINGS": f"{p}.readings",
-            "WATTFLOW_TOPIC_DEADLETTER": f"{p}.deadletter",
-            "WATTFLOW_TOPIC_LATE": f"{p}.late",
-            "WATTFLOW_TOPIC_ALERTS": f"{p}.alerts",
-            "WATTFLOW_TOPIC_APPLIANCE_EVENTS": f"{p}.appliance.events",
-            "WATTFLOW_TOPIC_WINDOWS_PREFIX": self.window_prefix,
             "WATTFLOW_INFLUX_DB": self.influx_db,
             "WATTFLOW_WORKER_DATADIR": str(self.datadir / "worker"),
             "WATTFLOW_PARTITIONS": str(self.partitions),
@@ -216,8 +259,50 @@ class Isolation:
 
             drop_database(self.settings())
         except Exception as e:  # noqa: BLE001
-            log(f"dropping InfluxDB database {self.influx_db} failed: {e!r}")
+            LEFTOVER_DBS.add(self.influx_db)
+            log(f"dropping InfluxDB database {self.influx_db} failed: {e!r} (retried at the end)")
         shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+LEFTOVER_DBS: set[str] = set()
+"""Databases whose drop failed (InfluxDB down for a moment): :func:`cleanup` retries."""
+
+
+def cleanup(run_ids: Iterable[str] | None = None, wait_s: float = 30.0) -> dict[str, list[str]]:
+    """Remove what bench runs left behind: the topics and databases of ``run_ids`` (default:
+    the runs of this process), or with ``run_ids=()`` of every bench run ever (``wfbench-*``
+    topics, ``wfbench_*`` databases: names only this bench creates; call it only when no
+    bench is running). Waits up to ``wait_s`` for InfluxDB to answer."""
+    from app.services.influx_schema import _query
+    from app.settings import get_settings
+
+    ids = list(RUN_IDS if run_ids is None else run_ids)
+    prefixes = [f"{PREFIX}{r}" for r in ids] or [PREFIX]
+    out: dict[str, list[str]] = {"topics": [], "databases": [], "failed": []}
+    for prefix in prefixes:
+        try:
+            out["topics"] += asyncio.run(delete_topics(bootstrap(), prefix))
+        except Exception as e:  # noqa: BLE001 - report and go on
+            out["failed"].append(f"topics {prefix}*: {e!r}")
+    db_prefixes = tuple(p.replace("-", "_") for p in prefixes)
+    s = get_settings()
+    t_end = time.monotonic() + wait_s
+    while True:
+        try:
+            res = _query(s, "SHOW DATABASES")
+            names = {v[0] for r in res for ser in r.get("series", [])  # type: ignore[attr-defined]
+                     for v in ser["values"]}
+            for db in sorted(n for n in names if n.startswith(db_prefixes)):
+                _query(s, f'DROP DATABASE "{db}"')
+                out["databases"].append(db)
+            LEFTOVER_DBS.clear()
+            break
+        except Exception as e:  # noqa: BLE001
+            if time.monotonic() > t_end:
+                out["failed"].append(f"databases {sorted(LEFTOVER_DBS)}: {e!r}")
+                break
+            time.sleep(2)
+    return out
 
 
 def bootstrap() -> str:
@@ -246,7 +331,7 @@ async def delete_topics(servers: str, prefix: str) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (refuses a too short prefix)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    if not prefix.startswith(PREFIX) or len(prefix) <= len(PREFIX):
+    if not prefix.startswith(PREFIX):
         raise ValueError(f"refusing to delete topics by prefix {prefix!r}")
     admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="wattflow-bench")
     await admin.start()

@@ -38,6 +38,8 @@ from bench.harness import (
     PYTHON,
     REPO,
     Isolation,
+    MachineCpu,
+    Samples,
     Worker,
     bootstrap,
     log,
@@ -79,6 +81,37 @@ class Schedule:
         return ts_ms - self.shift_ms
 
 
+class _Alert(msgspec.Struct):
+    household_id: str
+    status: str
+    detected_at: int
+    resolved_at: int | None = None
+
+
+_decode_alert = msgspec.json.Decoder(_Alert).decode
+
+
+def _stage_means(samples: Samples) -> dict[str, float]:
+    """Mean of wattflow_processing_seconds per stage (Kafka timestamp -> processed)."""
+    out = {}
+    for (name, labels), v in samples.items():
+        if name == "wattflow_processing_seconds_sum":
+            stage = dict(labels).get("stage", "?")
+            n = samples.get(("wattflow_processing_seconds_count", labels), 0.0)
+            if n:
+                out[stage] = round(v / n, 3)
+    return out
+
+
+async def _sample_loop_lag(worker: Worker, out: list[float], stop: asyncio.Event) -> None:
+    """The worker's event-loop lag gauge (a 1-s timer's sleep(0) delay), every 0.5 s."""
+    while not stop.is_set():
+        m = await asyncio.to_thread(worker.metrics)
+        if m:
+            out.append(metric_sum(m, "wattflow_event_loop_lag_seconds"))
+        await asyncio.sleep(0.5)
+
+
 class _Window(msgspec.Struct):
     household_id: str
     size: str
@@ -112,7 +145,7 @@ def summarize(values: list[float]) -> dict[str, float]:
             "max": max(values) if values else math.nan, "n": len(values)}
 
 
-async def _collect(topics: list[str], sink: list[tuple[float, str, bytes]],
+async def _collect(topics: list[str], sink: list[tuple[float, str, bytes, int]],
                    stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -130,7 +163,7 @@ async def _collect(topics: list[str], sink: list[tuple[float, str, bytes]],
             now_ms = time.time() * 1000
             for tp, records in batches.items():
                 for m in records:
-                    sink.append((now_ms, tp.topic, m.value))
+                    sink.append((now_ms, tp.topic, m.value, m.timestamp))
     finally:
         await c.stop()
 
@@ -139,9 +172,11 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
                  grace_ms: int) -> dict[str, Any]:
     iso = Isolation.for_run(run_id, f"lat{pct}", shared_raw=False)
     worker: Worker | None = None
-    received: list[tuple[float, str, bytes]] = []
+    received: list[tuple[float, str, bytes, int]] = []
+    loop_lag: list[float] = []
     stop = asyncio.Event()
     collector: asyncio.Task[None] | None = None
+    sampler: asyncio.Task[None] | None = None
     try:
         await asyncio.to_thread(iso.setup)
         worker = Worker(iso, name=f"lat{pct}")
@@ -151,6 +186,8 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
         alerts_topic = f"{iso.prefix}.alerts"
         collector = asyncio.create_task(_collect([win_topic, alerts_topic], received, stop))
         cpu0, t0 = worker.cpu(), time.monotonic()
+        machine = MachineCpu()
+        sampler = asyncio.create_task(_sample_loop_lag(worker, loop_lag, stop))
         proc = await asyncio.create_subprocess_exec(
             PYTHON, "-m", "bench.drive", "--households", str(households), "--duration",
             str(duration_s), "--seed", str(SEED), "--lead-s", str(LEAD_S), cwd=REPO,
@@ -168,9 +205,13 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
                 break
             last_n = len(received)
         cpu, wall = worker.cpu() - cpu0, time.monotonic() - t0
+        busy = machine.busy_share()
         samples = worker.metrics() or {}
     finally:
         stop.set()
+        if sampler is not None:
+            with contextlib.suppress(Exception):
+                await sampler
         if collector is not None:
             with contextlib.suppress(Exception):
                 await collector
@@ -182,10 +223,15 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
     sched = Schedule(drive["start_s"], drive["shift_ms"], households, drive["interval_s"],
                      math.ceil(duration_s / drive["interval_s"]))
     lat: dict[str, list[float]] = {"beyond_end": [], "beyond_close": [], "reading_to_window": []}
+    lat["reading_to_emit"] = []
+    alert_lat: list[float] = []
     alerts = 0
-    for recv_ms, topic, value in received:
+    for recv_ms, topic, value, kafka_ts in received:
         if topic == alerts_topic:
             alerts += 1
+            a = _decode_alert(value)
+            if a.status != "resolved":
+                alert_lat.append((recv_ms - sched.wall_ms(a.detected_at)) / 1000)
             continue
         w = _decode_window(value)
         if w.size != "1m" or w.readings == 0:
@@ -194,6 +240,9 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
         if one is not None:
             for k, v in one.items():
                 lat[k].append(v)
+            # the worker's producer stamped the window when it sent it
+            lat["reading_to_emit"].append(
+                one["reading_to_window"] - (recv_ms - kafka_ts) / 1000)
     windowed = metric_sum(samples, "wattflow_readings_windowed_total")
     result = {
         "load_pct": pct, "households": households,
@@ -204,7 +253,13 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
         "windows": len(lat["beyond_close"]),
         **{k: summarize(v) for k, v in lat.items()},
         "alerts_received": alerts,
+        "reading_to_alert": summarize(alert_lat),
+        "event_loop_lag_max_s": max(loop_lag) if loop_lag else None,
+        "stage_latency_mean_s": _stage_means(samples),
         "worker_cpu_per_wall": round(cpu / wall, 3) if wall else None,
+        "machine_cpu_busy": round(busy, 3),
+        "backlog_at_end": int(produce.get("acked", 0)
+                              - metric_sum(samples, "wattflow_raw_records_total")),
         "readings_valid": metric_sum(samples, "wattflow_readings_valid_total"),
         "readings_windowed": windowed,
         "readings_late": metric_sum(samples, "wattflow_readings_late_total"),
@@ -216,6 +271,18 @@ async def _level(run_id: str, pct: int, households: int, duration_s: float,
         f"beyond close p50 {result['beyond_close']['p50']:.3f} s p99 "
         f"{result['beyond_close']['p99']:.3f} s; worker CPU/wall {result['worker_cpu_per_wall']}")
     return result
+
+
+def level_note(pct: int, v: dict[str, Any]) -> str:
+    """One load level in a sentence (pure)."""
+    if not v["windows"]:
+        return (f"{pct}%: no 1-minute window arrived within the run + drain (the worker fell "
+                f"behind: {v.get('backlog_at_end', '?')} raw records not yet consumed at the "
+                f"end, event-loop lag max {v.get('event_loop_lag_max_s') or 0:.2f} s)")
+    return (f"{pct}%: beyond close p50/p99 {v['beyond_close']['p50']:.2f}/"
+            f"{v['beyond_close']['p99']:.2f} s, reading->window p50/p99 "
+            f"{v['reading_to_window']['p50']:.2f}/{v['reading_to_window']['p99']:.2f} s, "
+            f"beyond end p99 {v['beyond_end']['p99']:.2f} s")
 
 
 def run(quick: bool = False, max_rate: float | None = None) -> dict[str, dict[str, Any]]:
@@ -238,27 +305,32 @@ def run(quick: bool = False, max_rate: float | None = None) -> dict[str, dict[st
     p99 = mid["beyond_close"]["p99"]
     note = (f"p99 of (window received - (end + grace {grace_ms // 1000} s)) at 50 % of "
             f"{max_rate:,.0f} readings/s ({mid['households']} households at 1 Hz, "
-            f"{mid['windows']} windows); target < {TARGET_S} s. " + "; ".join(
-                f"{p}%: beyond close p50/p99 {v['beyond_close']['p50']:.2f}/"
-                f"{v['beyond_close']['p99']:.2f} s, reading->window p50/p99 "
-                f"{v['reading_to_window']['p50']:.2f}/{v['reading_to_window']['p99']:.2f} s, "
-                f"beyond end p99 {v['beyond_end']['p99']:.2f} s"
-                for p, v in levels.items()))
+            f"{mid['windows']} windows); target < {TARGET_S} s. "
+            + "; ".join(level_note(p, v) for p, v in levels.items()))
     out: dict[str, dict[str, Any]] = {
         "latency": {"value": p99, "baseline": TARGET_S, "ratio": p99 / TARGET_S, "unit": "s",
                     "note": note, "detail": {"max_rate": max_rate, "grace_s": grace_ms / 1000,
                                              "duration_s": duration, "levels": levels}},
     }
     alerts = sum(v["alerts_received"] for v in levels.values())
-    out["latency_alert"] = {
-        "value": None, "baseline": TARGET_S, "ratio": None, "unit": "s",
-        "status": "not_measured",
-        "note": f"reading->alert not measured: {alerts} alerts received (no agent in agents/ "
-                f"produces alerts yet: only ingest, windows, storage are loaded by app.worker)",
-    } if alerts == 0 else {
-        "value": None, "baseline": TARGET_S, "ratio": None, "unit": "s", "status": "failed",
-        "note": f"{alerts} alerts received but their latency is not computed by this bench",
-    }
+    timed = {p: v["reading_to_alert"] for p, v in levels.items() if v["reading_to_alert"]["n"]}
+    if timed:
+        ref = timed.get(50) or next(iter(timed.values()))
+        out["latency_alert"] = {
+            "value": ref["p99"], "baseline": TARGET_S, "ratio": ref["p99"] / TARGET_S,
+            "unit": "s",
+            "note": "p99 of alert received - wall time of the reading that confirmed it "
+                    "(detected_at, event time) at 50 % load; " + "; ".join(
+                        f"{p}%: p50/p99 {v['p50']:.2f}/{v['p99']:.2f} s (n={v['n']})"
+                        for p, v in timed.items()),
+            "detail": timed}
+    else:
+        out["latency_alert"] = {
+            "value": None, "baseline": TARGET_S, "ratio": None, "unit": "s",
+            "status": "not_measured",
+            "note": f"reading->alert not measured: {alerts} alerts received in the short "
+                    f"clean load runs (the anomaly detectors need a history warm-up and "
+                    f"anomalous data; the generator runs without faults here)"}
     return out
 
 

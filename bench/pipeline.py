@@ -34,6 +34,7 @@ from typing import Any
 from bench import consume
 from bench.harness import (
     Isolation,
+    MachineCpu,
     Prefill,
     Progress,
     Worker,
@@ -132,7 +133,9 @@ def run_pipeline(run_id: str, stage: str, pf: Prefill, *, loop: str = "uvloop",
         startup = time.monotonic() - t0
         log(f"{stage}: {workers} worker(s) -L {loop} up in {startup:.1f} s; "
             f"{pf.readings:,} readings to go")
-        progress = wait_processed(ws, pf.readings, influx=True, timeout=timeout)
+        machine = MachineCpu()
+        progress = wait_processed(ws, pf.readings, influx=True, timeout=timeout, stall_s=20)
+        busy = machine.busy_share()
         s = progress.samples
         dead = metric_sum(s, "wattflow_readings_invalid_total")
         changelogs = asyncio.run(list_topics(bootstrap(), f"{iso.prefix}-"))
@@ -144,7 +147,7 @@ def run_pipeline(run_id: str, stage: str, pf: Prefill, *, loop: str = "uvloop",
             metric_sum(s, "wattflow_table_writes_total"), sum(ends.values()),
             metric_sum(s, "wattflow_influx_paused_seconds_total"),
             metric_sum(s, "wattflow_windows_emitted_total"), used,
-            {"changelog_topics": ends,
+            {"changelog_topics": ends, "machine_cpu_busy": round(busy, 3),
              "ingest_batches": metric_sum(s, "wattflow_ingest_batch_records_count")})
         if progress.t_windows is None:
             raise RuntimeError(f"{stage}: pipeline did not finish: {run.summary()}")

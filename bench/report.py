@@ -119,7 +119,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         f"- machine: {machine.get('cores', '?')} cores ({machine.get('cpu_model', '?')}), "
         f"Python {machine.get('python', '?')}, load average at start/end "
         f"{machine.get('loadavg_start', '?')} / {machine.get('loadavg_end', '?')}",
-        f"- code: {meta.get('git', '?')}",
+        f"- code: {meta.get('git', '?')}; agents: {', '.join(meta.get('agents', [])) or '?'}",
         f"- mode: {'quick' if meta.get('quick') else 'full'}, suite wall time "
         f"{fmt(meta.get('duration_s'))} s",
         "",
@@ -137,18 +137,21 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     if lat:
         out += ["", "## Latency by load level (1-minute windows)", "",
                 "| load | households (1 Hz) | achieved msg/s | windows | beyond end p50 / p99 "
-                "| beyond close p50 / p99 | reading->window p50 / p99 | max | loadgen behind "
-                "p99 | worker CPU/wall | changelog/reading |",
-                "|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|"]
+                "| beyond close p50 / p99 | reading->window p50 / p99 (max) | reading->emit "
+                "p50 / p99 | backlog at end | event-loop lag max | worker CPU/wall | machine "
+                "CPU busy | changelog/reading |",
+                "|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|"]
         for pct, v in lat.items():
+            emit = v.get("reading_to_emit", {})
             out.append(
                 f"| {pct} % | {v['households']} | {fmt(v.get('achieved_rate'))} | "
                 f"{v['windows']} | {fmt(v['beyond_end']['p50'])} / {fmt(v['beyond_end']['p99'])}"
                 f" s | {fmt(v['beyond_close']['p50'])} / {fmt(v['beyond_close']['p99'])} s | "
-                f"{fmt(v['reading_to_window']['p50'])} / {fmt(v['reading_to_window']['p99'])} s"
-                f" | {fmt(v['reading_to_window']['max'])} s | "
-                f"{fmt(v.get('loadgen_behind_p99_s'))} s | {fmt(v.get('worker_cpu_per_wall'))}"
-                f" | {fmt(v.get('changelog_per_reading_live'))} |")
+                f"{fmt(v['reading_to_window']['p50'])} / {fmt(v['reading_to_window']['p99'])} "
+                f"({fmt(v['reading_to_window']['max'])}) s | {fmt(emit.get('p50'))} / "
+                f"{fmt(emit.get('p99'))} s | {fmt(v.get('backlog_at_end'))} | "
+                f"{fmt(v.get('event_loop_lag_max_s'))} s | {fmt(v.get('worker_cpu_per_wall'))} | "
+                f"{fmt(v.get('machine_cpu_busy'))} | {fmt(v.get('changelog_per_reading_live'))} |")
     runs = []
     for key, label in (("uvloop_vs_asyncio", ("uvloop", "aio")), ("scaling", ("two",))):
         det = figs.get(key, {}).get("detail", {})
@@ -160,12 +163,14 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     if runs:
         out += ["", "## Pipeline runs", "",
                 "| run | workers | loop | readings | wall s | worker CPU s | readings/CPU-s | "
-                "readings/wall-s | CPU/wall | startup s | InfluxDB paused s | dead-lettered |",
-                "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "readings/wall-s | CPU/wall | machine CPU busy | startup s | InfluxDB paused s | "
+                "dead-lettered |",
+                "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for label, r in runs:
             out.append(f"| {label} | {r['workers']} | {r['loop']} | {fmt(r['readings'])} | "
                        f"{fmt(r['wall_s'])} | {fmt(r['cpu_s'])} | {fmt(r['per_cpu_s'])} | "
                        f"{fmt(r['per_wall_s'])} | {fmt(r['cpu_per_wall'])} | "
+                       f"{fmt(r.get('machine_cpu_busy'))} | "
                        f"{fmt(r['startup_s'])} | {fmt(r['influx_paused_s'])} | "
                        f"{fmt(r['dead_lettered'])} |")
     errors = meta.get("errors") or {}

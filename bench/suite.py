@@ -65,6 +65,11 @@ def _loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def agent_modules() -> list[str]:
+    """The agent modules in the tree (what a worker loads changes as agents are added)."""
+    return sorted(p.stem for p in (REPO / "agents").glob("*.py") if p.stem != "__init__")
+
+
 def git_state() -> str:
     """Commit and whether the tree has local changes (read-only git commands)."""
     try:
@@ -180,22 +185,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short run (< 5 min on 2 cores)")
     ap.add_argument("--only", default=None, metavar="NAME[,NAME]",
                     help=f"subset of: {', '.join(FIGURES)}")
+    ap.add_argument("--cleanup", action="store_true",
+                    help="only delete every wfbench-* topic and wfbench_* InfluxDB database "
+                         "left by earlier bench runs (run when no bench is running)")
     ap.add_argument("--out", type=Path, default=REPO / "bench",
                     help="directory for RESULTS.md and results.json (default: bench/)")
     args = ap.parse_args(argv)
+    if args.cleanup:
+        from bench.harness import cleanup
+
+        print(cleanup(run_ids=()))
+        return 0
     only = parse_only(args.only)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     mach = machine()
     suite = Suite(args.quick, only, args.out)
-    figures = suite.run()
+    try:
+        figures = suite.run()
+    finally:
+        from bench.harness import cleanup
+
+        left = cleanup()
+        if left["topics"] or left["databases"]:
+            log(f"cleanup removed leftovers: {left['topics']} {left['databases']}")
+        if left["failed"]:
+            suite.errors["cleanup"] = "; ".join(left["failed"])
     mach["loadavg_end"] = _loadavg()
     meta = {
         "command": " ".join(["python -m bench", *argv_list]),
         "date_utc": started.isoformat(timespec="seconds"),
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": mach, "git": git_state(), "quick": args.quick, "only": only,
+        "machine": mach, "git": git_state(), "agents": agent_modules(), "quick": args.quick,
+        "only": only,
         "duration_s": round(time.monotonic() - t0, 1), "steps_s": suite.steps,
         "errors": suite.errors,
     }

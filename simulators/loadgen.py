@@ -60,6 +60,9 @@ class LoadgenConfig:
     tick_s: float = 0.01
     start_s: int | None = None
     """Epoch second of the first period; default: the next whole second."""
+    start_at: Callable[[int], int] | None = None
+    """Without ``start_s``: maps the earliest possible start second (after the warm-up) to the
+    one used, e.g. to put a minute boundary early in the run (``simulators.loadtest``)."""
     topic_json: str = "meter.raw.json"
     topic_tic: str = "meter.raw.tic"
 
@@ -160,6 +163,8 @@ async def run(cfg: LoadgenConfig, sink: Sink, *,
             HouseholdStream(spec, i, cfg, math.ceil(wall()), [], False).prime()
         per_household = (clock() - t_probe) / max(len(probe), 1)
         start_s = math.ceil(wall() + 1.0 + 1.3 * per_household * n)
+        if cfg.start_at is not None:
+            start_s = max(start_s, cfg.start_at(start_s))
     collect = cfg.truth_path is not None
     fault_rng = np.random.default_rng([cfg.seed, 0xFA])
     signal_faults: list[Fault] = []

@@ -7,7 +7,8 @@ printing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,3 +53,18 @@ def _fmt(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) or "-"
     return str(value)
+
+
+def percentiles(values: Sequence[float], prefix: str = "", unit: str = "_s",
+                digits: int = 3) -> dict[str, Any]:
+    """``{prefix}count`` and p50/p95/p99/max of ``values`` (nearest-rank, ``None`` when empty),
+    keys like ``after_close_p99_s``: a latency block for :meth:`Report.add`."""
+    out: dict[str, Any] = {f"{prefix}count": len(values)}
+    ordered = sorted(values)
+    for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
+        if not ordered:
+            out[f"{prefix}{name}{unit}"] = None
+            continue
+        rank = max(1, math.ceil(q * len(ordered)))
+        out[f"{prefix}{name}{unit}"] = round(float(ordered[rank - 1]), digits)
+    return out

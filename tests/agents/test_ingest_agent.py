@@ -48,8 +48,11 @@ class _Registry(dict):  # type: ignore[type-arg]
         return False
 
 
-def events(records: list[tuple[str, bytes]], partition_of=HouseholdPartitioner(4)):  # type: ignore[no-untyped-def]
-    return [FakeEvent(FakeMessage(v, "meter.raw.json", partition_of(k), off, T0 / 1000 + 5,
+PARTITION_OF = HouseholdPartitioner(4)
+
+
+def events(records: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
+    return [FakeEvent(FakeMessage(v, "meter.raw.json", PARTITION_OF(k), off, T0 / 1000 + 5,
                                   k.encode())) for off, (k, v) in enumerate(records)]
 
 

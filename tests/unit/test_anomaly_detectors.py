@@ -139,19 +139,49 @@ def test_over_consumption_against_learned_profile_and_profile_not_poisoned():
     assert state.cur_mu == pytest.approx(300.0, abs=1.0)  # the excess was not learned
 
 
-def test_low_consumption_when_only_base_load_remains():
-    def usual(ts: int) -> float:
-        return (600.0 if 7 <= (ts // HOUR) % 24 < 23 else 100.0) + _jitter(ts)
+def _fridge(ts: int) -> float:
+    return 100.0 + (90.0 if (ts // MIN) % 40 < 15 else 0.0) + _jitter(ts)  # 90 W: no event
 
-    state, alerts = feed(readings(T0, 8 * 1440, MIN, usual))
+
+def _occupied(ts: int) -> float:
+    """Always-on load and a fridge, plus a 1 kW appliance switched on for 10 min at :20 of
+    every hour from 07:00 to 22:59: 16 switching events a day."""
+    used = 7 <= (ts // HOUR) % 24 < 23 and 20 <= (ts // MIN) % 60 < 30
+    return _fridge(ts) + (1000.0 if used else 0.0)
+
+
+def test_low_consumption_when_switching_stops_and_only_always_on_loads_remain():
+    state, alerts = feed(readings(T0, 8 * 1440, MIN, _occupied))
     assert of(alerts, "low_consumption") == []
     start = T0 + 8 * DAY
-    vacant = readings(start, 2 * 1440, MIN, lambda ts: 100.0 + _jitter(ts))
-    state, alerts = feed(vacant, state=state)
+    state, alerts = feed(readings(start, 1440, MIN, _fridge), state=state)
     (opened,) = of(alerts, "low_consumption")
     assert opened.severity == "info"
-    assert start + 7 * HOUR <= opened.opened_at <= start + 10 * HOUR
+    # the condition began with the last switching event (22:20 the evening before); it is
+    # confirmed when 12 events are expected since: none from 23:00 to 07:00, then 1 an hour
+    assert opened.opened_at == start - 100 * MIN
+    assert start + 18 * HOUR < opened.detected_at <= start + 19 * HOUR + 5 * MIN
     assert opened.evidence.observed < opened.evidence.threshold < opened.evidence.baseline
+    # back home: the second switching event within low_clear_ms (2 h) resolves it
+    _, alerts = feed(readings(start + DAY, 1440, MIN, _occupied), state=state)
+    (resolved,) = of(alerts, "low_consumption", "resolved")
+    assert resolved.alert_id == opened.alert_id
+    assert resolved.detected_at == resolved.resolved_at == start + DAY + 8 * HOUR + 20 * MIN
+
+
+def test_a_quiet_day_or_steady_load_without_switching_is_not_vacancy():
+    state, _ = feed(readings(T0, 8 * 1440, MIN, _occupied))
+
+    def quiet_day(ts: int) -> float:  # switching only at 07:20 and 18:20 ... 22:20
+        h = (ts // HOUR) % 24
+        return _occupied(ts) if h == 7 or h >= 18 else _fridge(ts)
+
+    def heater(ts: int) -> float:  # a steady 1 kW load, no switching: the level vetoes
+        return _fridge(ts) + 1000.0
+
+    for power in (quiet_day, heater):
+        _, alerts = feed(readings(T0 + 8 * DAY, 1440, MIN, power), state=state)
+        assert of(alerts, "low_consumption") == [], power.__name__
 
 
 def test_rising_base_load():
@@ -209,6 +239,7 @@ def test_state_and_alerts_are_msgspec_encodable_and_small():
 
 def test_exporting_meter_negative_power_is_not_an_anomaly():
     info = MeterInfo("hh-1", 6000.0, True, "UTC")
+
     def power(ts: int) -> float:
         return (-2000.0 if 10 <= (ts // HOUR) % 24 < 16 else 300.0) + _jitter(ts)
 

@@ -7,12 +7,14 @@ import math
 
 import pytest
 
+from app.settings import Settings
 from bench.drive import ShiftedWall, aligned_past_start
 from bench.harness import (
     PREFIX,
     Isolation,
     aligned_start_s,
     metric_sum,
+    parse_machine_stat,
     parse_metrics,
     parse_proc_stat,
     percentile,
@@ -95,14 +97,16 @@ def test_isolation_names_every_topic_under_the_run_prefix(tmp_path) -> None:  # 
                     datadir=tmp_path)
     env = iso.env()
     topics = [v for k, v in env.items() if k.startswith("WATTFLOW_TOPIC_")]
-    assert len(topics) == 8
+    fields = [n for n in Settings.model_fields if n.startswith("topic_")]
+    assert len(topics) == len(fields) >= 8  # every topic setting, new ones included
     assert all(t.startswith(f"{PREFIX}abc123") for t in topics)
     assert env["WATTFLOW_APP_ID"] == f"{PREFIX}abc123-uvloop"
     assert env["WATTFLOW_INFLUX_DB"] == "wfbench_abc123_uvloop"
     # the stage's own topics (and Faust's changelogs "<app id>-<table>-changelog") share the
     # stage prefix, so teardown by prefix removes them and never the shared raw topics
     stage_topics = [t for t in topics if t.startswith(iso.prefix)]
-    assert len(stage_topics) == 6
+    assert len(stage_topics) == len(fields) - 2  # all but the two raw topics
+    assert env["WATTFLOW_TOPIC_ALERTS"] == f"{PREFIX}abc123-uvloop.alerts"
     s = iso.settings()
     assert s.app_id == env["WATTFLOW_APP_ID"]
     assert s.window_topic("1m") == f"{PREFIX}abc123-uvloop.windows.1m"
@@ -176,3 +180,21 @@ def test_window_latency_ignores_foreign_households(hid: str) -> None:
 def test_window_latency_none_when_closing_reading_never_sent() -> None:
     late_end = END + 60_000  # would close at +93 s, the run has 36 periods
     assert window_latency("hh-000001", late_end, 0.0, SCHED, 30_000) is None
+
+
+PROC_STAT = """\
+cpu  1000 50 300 8000 100 0 20 0 0 0
+cpu0 500 25 150 4000 50 0 10 0 0 0
+intr 12345
+"""
+
+
+def test_parse_machine_stat_busy_excludes_idle_and_iowait() -> None:
+    busy, total = parse_machine_stat(PROC_STAT)
+    assert total == 1000 + 50 + 300 + 8000 + 100 + 20
+    assert busy == 1000 + 50 + 300 + 20
+
+
+def test_parse_machine_stat_needs_the_aggregate_line() -> None:
+    with pytest.raises(ValueError, match="no aggregate"):
+        parse_machine_stat("cpu0 1 2 3 4 5 6 7 8\n")

@@ -35,7 +35,9 @@ _HEATING = (
 
 ARCHETYPES: Final[dict[str, Archetype]] = {
     "small_flat": Archetype("small_flat", tuple(map(float, _SMALL)), _sd(_SMALL, 0.8, 150.0)),
-    "family_house": Archetype("family_house", tuple(map(float, _FAMILY)), _sd(_FAMILY, 0.8, 250.0)),
+    "family_house": Archetype(
+        "family_house", tuple(map(float, _FAMILY)), _sd(_FAMILY, 0.8, 250.0)
+    ),
     "electric_heating": Archetype(
         "electric_heating", tuple(map(float, _HEATING)), _sd(_HEATING, 0.6, 500.0)
     ),

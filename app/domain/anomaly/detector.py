@@ -334,7 +334,8 @@ class _Levels:
         self.cur_mu, self.cur_sd, self.cur_src = s.cur_mu, s.cur_sd, s.cur_src
         self.quiet_w = s.quiet_w
         self.prev_w, self.hour_events, self.cur_rate = s.prev_w, s.hour_events, s.cur_rate
-        self.quiet_since, self.quiet_exp, self.ev_recent = s.quiet_since, s.quiet_exp, s.ev_recent
+        self.quiet_since, self.quiet_exp, self.last_event = s.quiet_since, s.quiet_exp, s.last_event
+        self.paired = False
         self._rates: prof_mod.Profile | None = None
         self.mins24 = list(s.mins24)
         self.base_ref, self.base_n, self.hours_since_base = s.base_ref, s.base_n, s.hours_since_base
@@ -472,11 +473,12 @@ class _Levels:
             and te - self.quiet_since >= pa.low_min_ms
             and act < pa.low_ratio * expected_act
         )
-        back = self.ev_recent >= pa.low_back_events or (
+        # back home: two switching events within low_clear_ms, or the level is back
+        back = self.paired or (
             expected_act >= pa.low_abs_w and act >= pa.low_hold_ratio * expected_act
         )
         self.g_low, action, when = self._gate(
-            "low_consumption", self.g_low, te, low, not back, 0, pa.low_clear_ms
+            "low_consumption", self.g_low, te, low, not back, 0, 0
         )
         if action == OPEN:
             book.open(
@@ -506,13 +508,14 @@ class _Levels:
         pa = self.pa
         if self.quiet_since == NO_TIME:
             self.quiet_since = te
-        self.ev_recent *= math.exp(-dt / pa.tau_events_ms)
         if self.cur_rate > 0.0:
             self.quiet_exp += self.cur_rate * dt / HOUR_MS
+        self.paired = False
         if 0 < gap <= pa.offline_after_ms and x - self.prev_w > pa.low_step_w:
             self.hour_events += 1
-            self.ev_recent += 1.0
-            self.quiet_since, self.quiet_exp = te, 0.0
+            self.paired = self.last_event != NO_TIME and te - self.last_event <= pa.low_clear_ms
+            self.quiet_since = self.last_event = te
+            self.quiet_exp = 0.0
         self.prev_w = x
 
     def _forget_pending(self) -> None:
@@ -597,7 +600,7 @@ class _Levels:
             cur_rate=self.cur_rate,
             quiet_since=self.quiet_since,
             quiet_exp=self.quiet_exp,
-            ev_recent=self.ev_recent,
+            last_event=self.last_event,
             mins24=tuple(self.mins24),
             base_ref=self.base_ref,
             base_n=self.base_n,

@@ -78,13 +78,11 @@ class AnomalyParams(msgspec.Struct, frozen=True, kw_only=True):
     expected above it. Runs once every hour of the day has been learned."""
     low_abs_w: float = 100.0
     low_hold_ratio: float = 0.5
-    """Activity is back when the level above the quiet level is back above low_hold_ratio x
+    """Resolves as soon as the 3-h level above the quiet level is back above low_hold_ratio x
     expected (judged only while at least low_abs_w above the quiet level is expected) ..."""
-    low_back_events: float = 1.5
-    """... or when the decaying count of switching events (time constant tau_events_ms)
-    reaches this (about two events within an hour)."""
-    tau_events_ms: int = HOUR_MS
     low_clear_ms: int = 2 * HOUR_MS
+    """... or two switching events come within this time of each other (one alone, a timer
+    or a visit, does not end a vacancy)."""
 
     # --- rising base load ----------------------------------------------------------------
     base_alpha: float = 0.1

@@ -82,8 +82,8 @@ class DetectorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     stretch): when the current silence of switching began."""
     quiet_exp: float = 0.0
     """Switching events the learned profile expects since ``quiet_since``."""
-    ev_recent: float = 0.0
-    """Switching events, decaying with ``tau_events_ms``."""
+    last_event: int = NO_TIME
+    """Time of the last switching event."""
 
     # base load
     mins24: tuple[float, ...] = ()

@@ -10,7 +10,7 @@ residual sums to the household's total energy of that window.
 Chunks never straddle a window boundary, so per-window energy is exact. Everything is in the
 returned state (buffer included), so a restart resumes exactly.
 
-Resolution: the detector's steady-state rule is tuned on the 6–8 s data of real homes (a
+Resolution: the detector's steady-state rule is tuned on the 6-8 s data of real homes (a
 steady level is a few samples spanning at least ``min_steady_ms``). Faster meters (1 Hz) are
 averaged into ``sample_ms`` bins (6 s, aligned on the epoch) before detection, so one
 configuration serves every meter; a bin's mean power times its duration keeps its energy.
