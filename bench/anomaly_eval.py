@@ -90,6 +90,19 @@ def matches(opened_at: int, detected_at: int, label: Label) -> bool:
     )
 
 
+def merged(labels: list[Label]) -> list[Label]:
+    """Labels of one household with overlapping labels of the same type merged: two injected
+    silences that overlap are one silence, and one alert for it."""
+    out: list[Label] = []
+    for lb in sorted(labels, key=lambda lb: (lb.type, lb.start_ms)):
+        last = out[-1] if out else None
+        if last is not None and last.type == lb.type and lb.start_ms <= last.end_ms:
+            out[-1] = Label(lb.type, last.start_ms, max(last.end_ms, lb.end_ms))
+        else:
+            out.append(lb)
+    return out
+
+
 def score(pop: list[SimHousehold], results: list[Replayed]) -> dict[str, dict[str, float]]:
     """Precision / recall / mean delay per alert type (see :func:`matches`). An alert that
     matches a label is a true positive; a label with a matching alert is detected."""
@@ -99,13 +112,12 @@ def score(pop: list[SimHousehold], results: list[Replayed]) -> dict[str, dict[st
     total: dict[str, int] = defaultdict(int)
     delays: dict[str, list[float]] = defaultdict(list)
     for hh, res in zip(pop, results, strict=True):
+        labels = merged(hh.labels)
         opened = [a for a in res.alerts if a.status == "open"]
         for a in opened:
-            ok = any(
-                lb.type == a.type and matches(a.opened_at, a.detected_at, lb) for lb in hh.labels
-            )
+            ok = any(lb.type == a.type and matches(a.opened_at, a.detected_at, lb) for lb in labels)
             (tp if ok else fp)[a.type] += 1
-        for lb in hh.labels:
+        for lb in labels:
             total[lb.type] += 1
             hits = [
                 a.detected_at

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from bench.harness import Prefill, Progress
-from bench.pipeline import PipelineRun, figures
+from bench.pipeline import PipelineRun, figures, median_run
 from bench.report import (
     FIGURE_KEYS,
     fmt,
@@ -145,3 +145,10 @@ def test_parse_only(text: str | None, expected: list[str]) -> None:
 def test_parse_only_rejects_unknown() -> None:
     with pytest.raises(SystemExit, match="unknown figure"):
         parse_only("latency,speed")
+
+
+@pytest.mark.parametrize(("cpus", "expected_cpu"), [([6.0], 6.0), ([5.0, 7.0, 6.0], 6.0),
+                                                     ([5.0, 8.0], 8.0)])
+def test_median_run_by_readings_per_cpu_second(cpus: list[float], expected_cpu: float) -> None:
+    runs = [_run("uvloop", 1, 60_000, wall=10.0, cpu=c) for c in cpus]
+    assert median_run(runs).cpu_s == pytest.approx(expected_cpu)

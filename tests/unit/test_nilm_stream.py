@@ -73,7 +73,7 @@ def test_slow_meter_is_not_resampled() -> None:
 
 def test_late_and_duplicate_readings_are_ignored() -> None:
     readings = signal(600)
-    state, events, _ = feed(None, "h", readings, NilmParams())
+    state, _, _ = feed(None, "h", readings, NilmParams())
     again, more, closed = feed(state, "h", readings[100:200], NilmParams())
     assert more == [] and closed == []
     assert again.buf_ts == state.buf_ts
