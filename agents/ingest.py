@@ -1,42 +1,81 @@
-"""Ingest agent: raw meter topics -> validated readings, dead letters, duplicates counted.
+"""Ingest stage: raw meter topics -> validated readings, dead letters, duplicates counted.
 
-Consumes the raw JSON and TIC topics in batches (``noack_take``), runs the pure
+Raw records carry one reading each (one message per meter per second), so Faust's per-message
+machinery (tens of microseconds a message) would cap the whole platform. This stage therefore
+consumes the raw topics with a plain aiokafka consumer in batches (``getmany``), runs the pure
 ``ingest_batch`` over each batch, and sends the valid readings as one ``ReadingBatch`` per
 readings-topic partition (households routed with Kafka's default partitioner, see
-``app.partitioning``). Per-meter dedupe/counter state is checkpointed (``app.checkpoint``).
+``app.partitioning``). Everything after it runs in Faust agents on those batches.
+
+It is a Faust service of the same worker (started and stopped with it), in its own consumer
+group ``<app_id>-ingest``. Per-meter dedupe/counter state is a small in-memory table backed by
+a compacted changelog topic (``<app_id>-ingest-meter-state-changelog``, partition = the raw
+partition the meter's records arrive on):
+
+* checkpoint (every ``checkpoint_interval_s``, and before partitions are revoked): send the
+  changed states to the changelog, flush the producer (readings, dead letters and states are
+  then all acknowledged by Kafka), then commit the consumed offsets;
+* on assignment, the states of the newly assigned partitions are restored from the changelog.
+
+After a crash the stage resumes from the last checkpoint with that checkpoint's states and
+replays the same records: the same readings come out again (the downstream stages are
+deterministic and drop exact duplicates), and nothing acknowledged is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 
 import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from mode import Service
 
 from app import metrics
-from app.checkpoint import LazyStates, StateCheckpoint
 from app.domain.ingest import DEFAULT_LIMITS, DeadLetter, MeterState, RawRecord, ingest_batch
 from app.domain.reading import Reading, ReadingBatch
 from app.main import app
 from app.runtime import json_encoder, partition_of, registry
-from app.settings import get_settings
-from app.tables import meter_state_table
-from app.topics import deadletter_topic, readings_topic
+from app.settings import Settings, get_settings
+from app.topics import ingest_changelog_topic as changelog_topic
 
 log = logging.getLogger(__name__)
 settings = get_settings()
 
-raw_topics = app.topic(settings.topic_raw_json, settings.topic_raw_tic, key_type=bytes,
-                       value_type=bytes, key_serializer="raw", value_serializer="raw")
-
 LIMITS = replace(DEFAULT_LIMITS, tic_topics=frozenset({settings.topic_raw_tic}))
-meter_states: StateCheckpoint[MeterState] = StateCheckpoint(
-    meter_state_table, "meter-state", topic=settings.topic_raw_json,
-    partition_of=partition_of,  # for a meter whose records came without its id as key
-    encode=msgspec.msgpack.encode,
-    decode=msgspec.msgpack.Decoder(MeterState).decode, interval_s=settings.checkpoint_interval_s)
+_state_decoder = msgspec.msgpack.Decoder(MeterState)
+_state_encoder = msgspec.msgpack.Encoder()
+
+
+class MeterStates:
+    """Per-meter state of the partitions this worker owns, with what changed since the last
+    checkpoint. ``get`` is the mapping ``ingest_batch`` reads."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, MeterState] = {}
+        self.partition: dict[str, int] = {}
+        self.dirty: set[str] = set()
+
+    def get(self, meter_id: str, default: MeterState | None = None) -> MeterState | None:
+        return self.states.get(meter_id, default)
+
+    def put(self, meter_id: str, state: MeterState, partition: int) -> None:
+        self.states[meter_id] = state
+        self.partition.setdefault(meter_id, partition)
+        self.dirty.add(meter_id)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        for meter_id in [m for m, p in self.partition.items() if p in gone]:
+            self.states.pop(meter_id, None)
+            self.partition.pop(meter_id, None)
+            self.dirty.discard(meter_id)
 
 
 def route(readings: list[Reading]) -> dict[int, list[Reading]]:
@@ -46,72 +85,216 @@ def route(readings: list[Reading]) -> dict[int, list[Reading]]:
     return by_partition
 
 
-async def send_readings(readings: list[Reading], received_s: float | None = None) -> None:
-    """One ReadingBatch per partition. The message timestamp is the newest raw record's Kafka
-    timestamp, so later stages (clock-skew detection) compare event time with when the
-    reading reached the broker, not with when ingestion happened to run."""
-    for partition, group in route(readings).items():
-        await readings_topic.send(key=None, partition=partition, timestamp=received_s,
-                                  value=json_encoder.encode(ReadingBatch(group)))
+class IngestStage:
+    """One batch at a time: validate, route, count; the Kafka I/O is given to it."""
+
+    def __init__(self, s: Settings, producer: AIOKafkaProducer, states: MeterStates) -> None:
+        self.s = s
+        self.producer = producer
+        self.states = states
+
+    async def process(self, records: list[RawRecord], keys: list[bytes | None]) -> None:
+        for rec, key in zip(records, keys, strict=True):
+            if key and rec.topic:
+                # a meter's state lives in the partition its raw records arrive on
+                self.states.partition.setdefault(key.decode("utf-8", "replace"), rec.partition)
+        if registry.stale:
+            await registry.refresh()
+        now_ms = int(time.time() * 1000)
+        result = ingest_batch(records, registry, self.states, LIMITS, now_ms=now_ms)
+        if any(d.reason == "unknown_id" for d in result.dead) and await registry.refresh(
+                min_age_s=5.0):
+            # a meter may have been registered since the last refresh: validate again
+            result = ingest_batch(records, registry, self.states, LIMITS, now_ms=now_ms)
+        for meter_id, state in result.states.items():
+            p = self.states.partition.get(meter_id)
+            self.states.put(meter_id, state, partition_of(meter_id) if p is None else p)
+        received_ms = max((r.received_ms for r in records), default=None)
+        for partition, group in route(result.readings).items():
+            await self.producer.send(self.s.topic_readings, partition=partition,
+                                     timestamp_ms=received_ms,
+                                     value=json_encoder.encode(ReadingBatch(group)))
+        await self.send_dead(result.dead)
+        tic = sum(1 for r in records if r.topic == self.s.topic_raw_tic)
+        metrics.RECORDS_IN.labels("tic").inc(tic)
+        metrics.RECORDS_IN.labels("json").inc(len(records) - tic)
+        metrics.INGEST_BATCH.observe(len(records))
+        metrics.READINGS_DUPLICATE.inc(result.duplicates)
+        metrics.COUNTER_RESETS.inc(len(result.counter_resets))
+        metrics.READINGS_VALID.labels("all").inc(len(result.readings))
+        if received_ms is not None:
+            metrics.PROCESSING_LATENCY.labels("ingest").observe(
+                max(0.0, now_ms - received_ms) / 1000)
+
+    async def send_dead(self, dead: list[DeadLetter]) -> None:
+        for d in dead:
+            metrics.READINGS_INVALID.labels(str(d.reason)).inc()
+            await self.producer.send(self.s.topic_deadletter, key=d.meter_id.encode() or None,
+                                     value=json_encoder.encode(d))
+        if dead:
+            metrics.DEADLETTERS.labels("ingest").inc(len(dead))
+
+    async def write_states(self) -> int:
+        """Send every changed state to the changelog (not yet flushed)."""
+        topic = changelog_topic(self.s)
+        n = 0
+        for meter_id in self.states.dirty:
+            state = self.states.states.get(meter_id)
+            if state is None:
+                continue
+            await self.producer.send(topic, key=meter_id.encode(),
+                                     value=_state_encoder.encode(state),
+                                     partition=self.states.partition[meter_id])
+            n += 1
+        self.states.dirty.clear()
+        if n:
+            metrics.CHANGELOG_WRITES.labels("meter-state").inc(n)
+        return n
 
 
-async def send_dead(dead: list[DeadLetter], stage: str = "ingest") -> None:
-    for d in dead:
-        metrics.READINGS_INVALID.labels(str(d.reason)).inc()
-        await deadletter_topic.send(key=d.meter_id.encode() or None,
-                                    value=json_encoder.encode(d))
-    if dead:
-        metrics.DEADLETTERS.labels(stage).inc(len(dead))
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: IngestService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.service.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.service.on_assigned(assigned)
 
 
-async def process(events: list) -> None:  # type: ignore[type-arg]
-    """One batch of raw records: validate, route, count; state held until the checkpoint."""
-    records = [RawRecord(e.message.value or b"", e.message.topic, e.message.partition,
-                         e.message.offset, int(e.message.timestamp * 1000)) for e in events]
-    for e in events:  # meter state lives in the partition its raw records arrive on
-        if e.message.key:
-            meter_states.get(e.message.key.decode("utf-8", "replace"), e.message.partition)
-    if registry.stale:
-        await registry.refresh()
-    now_ms = int(time.time() * 1000)
-    result = ingest_batch(records, registry, LazyStates(meter_states), LIMITS, now_ms=now_ms)
-    if any(d.reason == "unknown_id" for d in result.dead) and await registry.refresh(
-            min_age_s=5.0):
-        # a meter may have been registered since the last refresh: validate the batch again
-        result = ingest_batch(records, registry, LazyStates(meter_states), LIMITS, now_ms=now_ms)
-    for meter_id, state in result.states.items():
-        meter_states.put(meter_id, state)  # partition recorded by get() above
-    await send_readings(result.readings,
-                        max(e.message.timestamp for e in events) if events else None)
-    await send_dead(result.dead)
-    tic = sum(1 for r in records if r.topic == settings.topic_raw_tic)
-    metrics.RECORDS_IN.labels("tic").inc(tic)
-    metrics.RECORDS_IN.labels("json").inc(len(records) - tic)
-    metrics.INGEST_BATCH.observe(len(records))
-    metrics.READINGS_DUPLICATE.inc(result.duplicates)
-    metrics.COUNTER_RESETS.inc(len(result.counter_resets))
-    metrics.READINGS_VALID.labels("all").inc(len(result.readings))
-    if records:
-        metrics.PROCESSING_LATENCY.labels("ingest").observe(
-            max(0.0, now_ms / 1000 - events[-1].message.timestamp))
+@app.service
+class IngestService(Service):
+    """The raw-topic consumer of a worker (see the module docstring)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.s = settings
+        self.states = MeterStates()
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.stage: IngestStage | None = None
+        self.positions: dict[TopicPartition, int] = {}
+        """Next offset to commit per partition (last processed + 1)."""
+        self.last_checkpoint = time.monotonic()
+
+    async def on_start(self) -> None:
+        s = self.s
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_servers, linger_ms=5,
+                                         max_batch_size=1_048_576, enable_idempotence=True,
+                                         client_id=f"{s.app_id}-ingest")
+        await self.producer.start()
+        self.stage = IngestStage(s, self.producer, self.states)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_servers, group_id=f"{s.app_id}-ingest",
+            client_id=f"{s.app_id}-ingest", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1_048_576,
+            session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.kafka_session_timeout_s / 3) * 1000))
+        self.consumer.subscribe([s.topic_raw_json, s.topic_raw_tic], listener=_Rebalance(self))
+        await self.consumer.start()
+        self.add_future(self._run())
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                async with self.lock:
+                    await self.checkpoint()
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _run(self) -> None:
+        assert self.consumer is not None and self.stage is not None
+        within_ms = int(self.s.batch_within_s * 1000)
+        while not self.should_stop:
+            try:
+                batch = await self.consumer.getmany(timeout_ms=within_ms,
+                                                    max_records=self.s.batch_size)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ingest: fetch failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            async with self.lock:
+                records: list[RawRecord] = []
+                keys: list[bytes | None] = []
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        records.append(RawRecord(m.value or b"", tp.topic, tp.partition,
+                                                 m.offset, m.timestamp))
+                        keys.append(m.key)
+                    if msgs:
+                        self.positions[tp] = msgs[-1].offset + 1
+                if records:
+                    await self.stage.process(records, keys)
+                # also on empty fetches: a quiet topic still commits what it processed
+                if time.monotonic() - self.last_checkpoint >= self.s.checkpoint_interval_s:
+                    await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """States to the changelog, everything flushed, then the offsets committed."""
+        assert self.consumer is not None and self.producer is not None
+        assert self.stage is not None
+        await self.stage.write_states()
+        await self.producer.flush()
+        assigned = self.consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self.positions.items()
+                   if tp in assigned}
+        if offsets:
+            await self.consumer.commit(offsets)
+        self.positions = {tp: off for tp, off in self.positions.items() if tp in assigned}
+        self.last_checkpoint = time.monotonic()
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self.lock:
+            with contextlib.suppress(Exception):
+                await self.checkpoint()
+            for tp in revoked:
+                self.positions.pop(tp, None)
+            partitions = {tp.partition for tp in revoked}
+            still = {tp.partition for tp in (self.consumer.assignment() if self.consumer
+                                             else set()) if tp not in set(revoked)}
+            self.states.drop_partitions(partitions - still)
+
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in assigned})
+        if partitions:
+            n = await restore_states(self.s, partitions, self.states)
+            log.info("ingest: restored %d meter states of partitions %s", n, partitions)
 
 
-@app.agent(raw_topics, name="ingest")
-async def ingest(stream):  # type: ignore[no-untyped-def]
-    meter_states.attach(stream)
-    async for events in stream.noack_take(settings.batch_size, settings.batch_within_s):
-        async with meter_states.lock:
-            await process(events)
-            meter_states.hold(events)
-            await meter_states.commit()
-
-
-@app.timer(1.0, name="ingest-checkpoint")
-async def ingest_checkpoint() -> None:
-    """Checkpoint even when no batch arrives, so a quiet topic still commits its offsets."""
-    await meter_states.commit_idle()
-
-
-@app.on_partitions_revoked.connect
-async def _on_revoked(sender, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    meter_states.discard()
+async def restore_states(s: Settings, partitions: list[int], states: MeterStates) -> int:
+    """Read the changelog partitions from the start to their end into ``states``."""
+    topic = changelog_topic(s)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
+                                enable_auto_commit=False, client_id=f"{s.app_id}-ingest-restore")
+    await consumer.start()
+    n = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    meter_id = (m.key or b"").decode("utf-8", "replace")
+                    if m.value is None:
+                        states.states.pop(meter_id, None)
+                    else:
+                        states.states[meter_id] = _state_decoder.decode(m.value)
+                        states.partition[meter_id] = tp.partition
+                        n += 1
+                    if m.offset + 1 >= end[tp]:
+                        remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return n

@@ -47,7 +47,16 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
     ]
     specs += [TopicSpec(s.window_topic(size), n, _delete(30), f"closed {size} windows")
               for size in WINDOW_SIZES]
+    specs.append(TopicSpec(ingest_changelog_topic(s), n,
+                           {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                            "segment.ms": str(3_600_000)},
+                           "ingest stage: per-meter dedupe/counter state (compacted)"))
     return specs
+
+
+def ingest_changelog_topic(s: Settings) -> str:
+    """The ingest stage's per-meter state (a Faust-style changelog it keeps itself)."""
+    return f"{s.app_id}-ingest-meter-state-changelog"
 
 
 def _raw(name: str):

@@ -1,44 +1,42 @@
-"""The ingest agent's batch step: routing per partition, dead letters, checkpoints."""
+"""The ingest stage's batch step: routing per partition, dead letters, state checkpoints."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import msgspec
 import orjson
 import pytest
 
 import agents.ingest as ingest
-from app.checkpoint import StateCheckpoint
-from app.domain.ingest import MeterState
+from app.domain.ingest import MeterState, RawRecord
 from app.domain.reading import ReadingBatch
 from app.domain.registry import MeterInfo
 from app.partitioning import HouseholdPartitioner
-from app.topics import deadletter_topic, readings_topic
-
-from .conftest import Capture, FakeEvent, FakeMessage, FakeStream, FakeTable
+from app.settings import get_settings
+from app.topics import ingest_changelog_topic
 
 T0 = 1_795_000_000_000
+PART = HouseholdPartitioner(4)
+S = get_settings()
 
 
-def doc(meter: str, hid: str, i: int, power: float = 500.0) -> bytes:
-    from datetime import UTC, datetime
+@dataclass
+class FakeProducer:
+    sent: list[tuple[str, bytes | None, bytes, int | None, int | None]] = field(
+        default_factory=list)
+    flushed: int = 0
 
-    ts = datetime.fromtimestamp((T0 + i * 1000) / 1000, tz=UTC).isoformat()
-    return orjson.dumps({"v": 1, "device_id": "n", "meter_id": meter, "household_id": hid,
-                         "ts": ts, "power_w": power, "energy_wh": 1000.0 + i})
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   partition: int | None = None, timestamp_ms: int | None = None) -> None:
+        self.sent.append((topic, key, value, partition, timestamp_ms))
 
+    async def flush(self) -> None:
+        self.flushed += 1
 
-@pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch, capture: Capture):  # type: ignore[no-untyped-def]
-    registry = {f"m{i}": MeterInfo(f"h{i}", 9000.0, False, "Europe/Paris") for i in range(8)}
-    monkeypatch.setattr(ingest, "registry", _Registry(registry))
-    table = FakeTable()
-    cp = StateCheckpoint(table, "meter-state", topic="raw", partition_of=HouseholdPartitioner(4),
-                         encode=msgspec.msgpack.encode,
-                         decode=msgspec.msgpack.Decoder(MeterState).decode, interval_s=0.0)
-    monkeypatch.setattr(ingest, "meter_states", cp)
-    capture.patch_topic(monkeypatch, readings_topic)
-    capture.patch_topic(monkeypatch, deadletter_topic)
-    return table, cp
+    def on(self, topic: str) -> list[tuple[str, bytes | None, bytes, int | None, int | None]]:
+        return [x for x in self.sent if x[0] == topic]
 
 
 class _Registry(dict):  # type: ignore[type-arg]
@@ -48,46 +46,63 @@ class _Registry(dict):  # type: ignore[type-arg]
         return False
 
 
-PARTITION_OF = HouseholdPartitioner(4)
+def doc(meter: str, hid: str, i: int, power: float = 500.0) -> bytes:
+    ts = datetime.fromtimestamp((T0 + i * 1000) / 1000, tz=UTC).isoformat()
+    return orjson.dumps({"v": 1, "device_id": "n", "meter_id": meter, "household_id": hid,
+                         "ts": ts, "power_w": power, "energy_wh": 1000.0 + i})
 
 
-def events(records: list[tuple[str, bytes]]):  # type: ignore[no-untyped-def]
-    return [FakeEvent(FakeMessage(v, "meter.raw.json", PARTITION_OF(k), off, T0 / 1000 + 5,
-                                  k.encode())) for off, (k, v) in enumerate(records)]
+def records(docs: list[tuple[str, bytes]]) -> tuple[list[RawRecord], list[bytes | None]]:
+    recs = [RawRecord(v, S.topic_raw_json, PART(k), off, T0 + 5000)
+            for off, (k, v) in enumerate(docs)]
+    return recs, [k.encode() for k, _ in docs]
 
 
-async def test_readings_are_batched_per_partition_of_their_household(wired, capture) -> None:  # type: ignore[no-untyped-def]
-    table, cp = wired
-    recs = [(f"m{m}", doc(f"m{m}", f"h{m}", i)) for i in range(5) for m in range(8)]
-    batch = events(recs)
-    await ingest.process(batch)
-
-    part = HouseholdPartitioner(4)
-    sent = capture.sent[readings_topic.get_topic_name()]
-    assert sum(len(msgspec.json.decode(s.value, type=ReadingBatch).readings) for s in sent) == 40
-    assert len(sent) == len({part(f"h{m}") for m in range(8)})  # one message per partition
-    for s in sent:
-        readings = msgspec.json.decode(s.value, type=ReadingBatch).readings
-        assert {part(r.household_id) for r in readings} == {s.partition}
-        assert s.timestamp == pytest.approx(T0 / 1000 + 5)  # the raw records' broker time
-    assert capture.sent[deadletter_topic.get_topic_name()] == []
-
-    # checkpoint: one table write per meter, filed under its raw partition, then acks
-    stream = FakeStream()
-    cp.attach(stream)
-    cp.hold(batch)
-    assert await cp.commit(force=True)
-    assert table.writes == 8
-    assert table.partitions[b"m3"] == part("m3")
-    assert stream.acked == batch
+@pytest.fixture
+def stage(monkeypatch: pytest.MonkeyPatch) -> ingest.IngestStage:
+    registry = {f"m{i}": MeterInfo(f"h{i}", 9000.0, False, "Europe/Paris") for i in range(8)}
+    monkeypatch.setattr(ingest, "registry", _Registry(registry))
+    return ingest.IngestStage(S, FakeProducer(), ingest.MeterStates())  # type: ignore[arg-type]
 
 
-async def test_bad_records_become_dead_letters_and_duplicates_are_dropped(wired, capture) -> None:  # type: ignore[no-untyped-def]
-    recs = [("m1", doc("m1", "h1", 0)), ("m1", doc("m1", "h1", 0)),  # exact duplicate
-            ("m1", b"{not json"), ("m2", doc("m2", "h2", 1, power=-5.0))]
-    await ingest.process(events(recs))
-    sent = capture.sent[readings_topic.get_topic_name()]
-    assert sum(len(msgspec.json.decode(s.value, type=ReadingBatch).readings) for s in sent) == 1
-    dead = [orjson.loads(s.value) for s in capture.sent[deadletter_topic.get_topic_name()]]
+async def test_readings_are_batched_per_partition_of_their_household(stage) -> None:  # type: ignore[no-untyped-def]
+    await stage.process(*records([(f"m{m}", doc(f"m{m}", f"h{m}", i))
+                                  for i in range(5) for m in range(8)]))
+    sent = stage.producer.on(S.topic_readings)
+    batches = [(p, msgspec.json.decode(v, type=ReadingBatch).readings) for _, _, v, p, _ in sent]
+    assert sum(len(rs) for _, rs in batches) == 40
+    assert len(sent) == len({PART(f"h{m}") for m in range(8)})  # one message per partition
+    for p, rs in batches:
+        assert {PART(r.household_id) for r in rs} == {p}
+    assert {ts for *_, ts in sent} == {T0 + 5000}  # the raw records' broker time
+    assert stage.producer.on(S.topic_deadletter) == []
+
+    # checkpoint: one changelog record per meter, in the partition its records arrive on
+    assert await stage.write_states() == 8
+    log = stage.producer.on(ingest_changelog_topic(S))
+    assert {(k, p) for _, k, _, p, _ in log} == {(f"m{m}".encode(), PART(f"m{m}"))
+                                               for m in range(8)}
+    state = msgspec.msgpack.decode(log[0][2], type=MeterState)
+    assert state.last_ts_ms == T0 + 4000
+    assert await stage.write_states() == 0  # nothing changed since
+
+
+async def test_bad_records_become_dead_letters_and_duplicates_are_dropped(stage) -> None:  # type: ignore[no-untyped-def]
+    await stage.process(*records([("m1", doc("m1", "h1", 0)), ("m1", doc("m1", "h1", 0)),
+                                  ("m1", b"{not json"), ("m2", doc("m2", "h2", 1, power=-5.0))]))
+    sent = stage.producer.on(S.topic_readings)
+    assert sum(len(msgspec.json.decode(v, type=ReadingBatch).readings)
+               for _, _, v, _, _ in sent) == 1
+    dead = [orjson.loads(v) for _, _, v, _, _ in stage.producer.on(S.topic_deadletter)]
     assert sorted(d["reason"] for d in dead) == ["not_decodable", "out_of_range"]
     assert {d["offset"] for d in dead} == {2, 3}
+
+
+def test_dropping_revoked_partitions_forgets_only_their_meters() -> None:
+    states = ingest.MeterStates()
+    s = MeterState(1, None, 1, b"")
+    states.put("a", s, 0)
+    states.put("b", s, 1)
+    states.drop_partitions([0])
+    assert states.get("a") is None and states.get("b") == s
+    assert states.dirty == {"b"}
