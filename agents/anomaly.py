@@ -20,7 +20,7 @@ from app.domain.anomaly import AlertRecord, AnomalyParams, DetectorState, initia
 from app.domain.reading import Reading
 from app.domain.registry import MeterInfo
 from app.main import app
-from app.runtime import batch_decoder, json_encoder, partition_of, registry
+from app.runtime import decode_batch, json_encoder, partition_of, registry
 from app.settings import get_settings
 from app.tables import anomaly_state_table
 from app.topics import alerts_topic, readings_topic
@@ -50,7 +50,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     by_household: dict[str, list[tuple[Reading, int]]] = defaultdict(list)
     for e in events:
         received = int(e.message.timestamp * 1000)
-        for r in batch_decoder.decode(e.message.value).readings:
+        for r in decode_batch(e.message):
             by_household[r.household_id].append((r, received))
     for hid, pairs in by_household.items():
         pairs.sort(key=lambda p: p[0].ts_ms)

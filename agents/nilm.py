@@ -21,7 +21,7 @@ from app.domain.nilm import NilmParams
 from app.domain.nilm.stream import NilmStream, feed
 from app.domain.reading import Reading
 from app.main import app
-from app.runtime import batch_decoder, json_encoder, partition_of
+from app.runtime import decode_batch, json_encoder, partition_of
 from app.settings import get_settings
 from app.tables import nilm_state_table
 from app.topics import appliance_energy_topic, appliance_events_topic, readings_topic
@@ -41,7 +41,7 @@ nilm_states: StateCheckpoint[NilmStream] = StateCheckpoint(
 async def process(events: list) -> None:  # type: ignore[type-arg]
     by_household: dict[str, list[Reading]] = defaultdict(list)
     for e in events:
-        for r in batch_decoder.decode(e.message.value).readings:
+        for r in decode_batch(e.message):
             by_household[r.household_id].append(r)
     for hid, readings in by_household.items():
         readings.sort(key=lambda r: r.ts_ms)

@@ -29,7 +29,7 @@ from app.domain.windows import (
     partition_clock,
 )
 from app.main import app
-from app.runtime import batch_decoder, json_encoder, partition_of, registry, timezone_of
+from app.runtime import decode_batch, json_encoder, partition_of, registry, timezone_of
 from app.settings import get_settings
 from app.tables import window_state_table
 from app.topics import late_topic, readings_topic, window_topics
@@ -80,12 +80,12 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     by_household: dict[str, list[Reading]] = defaultdict(list)
     ref_ms: dict[int, int] = {}
     for e in events:
-        batch = batch_decoder.decode(e.message.value)
+        readings = decode_batch(e.message)
         p = e.message.partition
         ref_ms[p] = int(e.message.timestamp * 1000)
-        for r in batch.readings:
+        for r in readings:
             by_household[r.household_id].append(r)
-        _clock[p] = partition_clock(_clock.get(p), (r.ts_ms for r in batch.readings), ref_ms[p],
+        _clock[p] = partition_clock(_clock.get(p), (r.ts_ms for r in readings), ref_ms[p],
                                     PARAMS)
         _last_progress[p] = time.monotonic()
     n = 0
