@@ -47,7 +47,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
         readings.sort(key=lambda r: r.ts_ms)
         state, appliance_events, closed = feed(nilm_states.get(hid), hid, readings, PARAMS,
                                                window_ms=WINDOW_MS, size=settings.nilm_window,
-                                               chunk_ms=CHUNK_MS)
+                                               chunk_ms=CHUNK_MS, owned=True)
         nilm_states.put(hid, state)
         for ev in appliance_events:
             await appliance_events_topic.send(key=hid.encode(), value=json_encoder.encode(ev))

@@ -77,3 +77,19 @@ def test_late_and_duplicate_readings_are_ignored() -> None:
     again, more, closed = feed(state, "h", readings[100:200], NilmParams())
     assert more == [] and closed == []
     assert again.buf_ts == state.buf_ts
+
+
+def test_owned_state_gives_the_same_results_as_a_copied_one() -> None:
+    readings = signal(1200)
+    copied, owned = None, None
+    ev_c, ev_o = [], []
+    for k in range(0, 1200, 3):
+        copied, e1, _ = feed(copied, "h", readings[k:k + 3], NilmParams())
+        owned, e2, _ = feed(owned, "h", readings[k:k + 3], NilmParams(), owned=True)
+        ev_c += e1
+        ev_o += e2
+    assert ev_c == ev_o and copied == owned
+    before = feed(None, "h", readings[:10], NilmParams())[0]
+    snapshot = before.buf_ts.copy()
+    feed(before, "h", readings[10:20], NilmParams())  # not owned: input untouched
+    assert before.buf_ts == snapshot

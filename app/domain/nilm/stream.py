@@ -131,10 +131,15 @@ def _close(s: NilmStream, size: str, window_ms: int) -> WindowEnergy:
 
 def feed(state: NilmStream | None, household_id: str, readings: Sequence[Reading],
          params: NilmParams, *, window_ms: int = 900_000, size: str = "15m",
-         chunk_ms: int = 60_000, sample_ms: int = 6_000,
+         chunk_ms: int = 60_000, sample_ms: int = 6_000, owned: bool = False,
          ) -> tuple[NilmStream, list[ApplianceEvent], list[WindowEnergy]]:
-    """Feed one household's readings (sorted by time; older than the buffer are ignored)."""
-    s = NilmStream(household_id=household_id) if state is None else _copy(state)
+    """Feed one household's readings (sorted by time; older than the buffer are ignored).
+
+    The input state is not modified unless ``owned`` (the caller hands the state over and
+    keeps only the returned one: the agent does, which saves a copy per call)."""
+    s = state if state is not None and owned else None
+    if s is None:
+        s = NilmStream(household_id=household_id) if state is None else _copy(state)
     events: list[ApplianceEvent] = []
     closed: list[WindowEnergy] = []
     last = s.buf_ts[-1] if s.buf_ts else s.nilm.det.last_ts
