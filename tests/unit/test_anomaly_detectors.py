@@ -245,3 +245,52 @@ def test_exporting_meter_negative_power_is_not_an_anomaly():
 
     _, alerts = feed(readings(T0, 3 * 1440, MIN, power), info=info)
     assert [a.type for a in alerts] == []
+
+
+def _busy_second(ts: int) -> float:
+    """1 Hz household with switching, a spike, a frozen stretch and 3 W of jitter."""
+    m = (ts - T0) // MIN
+    if 300 <= m < 430:
+        return 512.0  # frozen value for 130 min
+    if ts == T0 + 90 * MIN + 7_000:
+        return 7400.0  # above the 6 kW connection
+    return 180.0 + (1800.0 if m % 47 < 9 else 0.0) + (ts // 1000) % 4
+
+
+def test_calls_of_1_7_and_600_readings_give_identical_alerts_and_state():
+    def energy(ts: int) -> float:
+        i = (ts - T0) // 1000
+        i = min(i, 300 * 60) if 300 * 60 <= i < 430 * 60 else i  # frozen with the power
+        return 9000.0 + i * 0.1 - (800.0 if i >= 20_000 else 0.0)  # a jump back
+
+    def volt(ts: int) -> float | None:
+        return None if (ts // MIN) % 50 == 3 else 230.0 + (ts // 1000) % 5 - (27.0 if (
+            ts - T0) // HOUR == 3 else 0.0)  # fmt: skip
+
+    rs = readings(T0, 8 * 3600, 1000, _busy_second, energy=energy, voltage=volt)
+    rs = rs[:9000] + rs[10_200:]  # 20 min without readings: offline
+    rs = [*rs[:15_000], rs[14_990], *rs[15_000:]]  # a late duplicate
+    received = [r.ts_ms + 300 + (r.ts_ms // 1000) % 900 for r in rs]
+    for k in range(21_000, 23_000):  # node clock 10 min ahead for a while
+        received[k] -= 10 * MIN
+    results = []
+    for size in (1, 7, 600):
+        state = None
+        alerts: list[AlertRecord] = []
+        for i in range(0, len(rs), size):
+            state, out = step(state, rs[i : i + size], PA, INFO, received[i : i + size])
+            alerts += out
+        assert state is not None
+        results.append((msgspec.msgpack.encode(state), msgspec.json.encode(alerts)))
+    assert results[0] == results[1] == results[2]
+    kinds = {a["type"] for a in msgspec.json.decode(results[0][1])}
+    assert kinds >= {"spike", "offline", "frozen_value", "counter_backwards", "clock_skew"}
+
+
+def test_a_call_without_news_returns_the_same_state_object():
+    state, _ = feed(readings(T0, 30, MIN, lambda ts: 400.0 + ts % 7))
+    late = readings(T0 + 10 * MIN, 1, MIN, 400.0)  # older than the last reading
+    again, alerts = step(state, late, PA, INFO, [late[0].ts_ms + 500])
+    assert alerts == [] and again is state
+    nxt, _ = step(state, readings(T0 + 30 * MIN, 1, MIN, 400.0), PA, INFO)
+    assert nxt.profile is state.profile and nxt.mins24 is state.mins24

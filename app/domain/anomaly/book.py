@@ -15,13 +15,15 @@ from app.domain.anomaly.alerts import (
 class AlertBook:
     """Mutable only inside one ``step``/``tick`` call; frozen back into the state after."""
 
-    __slots__ = ("household_id", "meter_id", "opened", "out")
+    __slots__ = ("dirty", "household_id", "meter_id", "opened", "out")
 
     def __init__(self, household_id: str, meter_id: str, opened: tuple[OpenAlert, ...]) -> None:
         self.household_id = household_id
         self.meter_id = meter_id
         self.opened: dict[str, OpenAlert] = {a.type: a for a in opened}
         self.out: list[AlertRecord] = []
+        self.dirty = False
+        """An alert was opened, updated or resolved (the state's ``open`` must be rebuilt)."""
 
     def is_open(self, kind: AlertType) -> bool:
         return kind in self.opened
@@ -52,12 +54,14 @@ class AlertBook:
             direction,
         )
         self.opened[kind] = alert
+        self.dirty = True
         self.out.append(self._record(alert, "open", detected_at, detected_at, None))
 
     def extreme(self, kind: AlertType, value: float) -> None:
         """Remember the most extreme value seen while the alert is open."""
         a = self.opened.get(kind)
         if a is not None and (value - a.observed) * a.direction > 0:
+            self.dirty = True
             self.opened[kind] = OpenAlert(
                 a.type, a.alert_id, a.opened_at, a.severity, float(value), a.baseline,
                 a.threshold, a.unit, a.direction,
@@ -66,6 +70,7 @@ class AlertBook:
     def resolve(self, kind: AlertType, resolved_at: int, detected_at: int) -> None:
         a = self.opened.pop(kind, None)
         if a is not None:
+            self.dirty = True
             resolved_at = max(resolved_at, a.opened_at)
             self.out.append(self._record(a, "resolved", detected_at, resolved_at, resolved_at))
 
@@ -73,7 +78,9 @@ class AlertBook:
         return tuple(sorted(self.opened.values(), key=lambda a: a.type))
 
     def records(self) -> list[AlertRecord]:
-        return sorted(self.out, key=lambda r: r.detected_at)
+        """The records in the order they were found (reading by reading), which does not
+        depend on how the readings were split into calls."""
+        return self.out
 
     def _record(
         self, a: OpenAlert, status: str, detected_at: int, end: int, resolved_at: int | None

@@ -4,13 +4,18 @@
 state and the alert records opened or resolved; ``tick`` is called on a timer and detects what
 a missing message cannot tell (a meter gone offline). Neither reads a clock.
 
-Layers inside ``step``:
+Layers inside ``step``, all walked reading by reading in plain Python (the agent's calls carry
+1 to 5 readings, where numpy's per-call overhead costs more than the work):
 
-1. per reading, vectorised over the batch: offline gaps, spike, frozen value, counter going
-   backwards, clock skew;
-2. per closed time bucket (``bucket_ms``, 1 min): smoothed levels against the learned
-   profile (over-consumption, low consumption), voltage, and per closed hour the profile
-   update and the base-load check.
+1. per reading: offline gaps, clock skew (arrival time, every reading), then for readings
+   newer than the last one processed: spike, frozen value, counter going backwards, and the
+   running sums of the current time bucket;
+2. per closed time bucket (``bucket_ms``, 1 min): the reference peak, smoothed levels against
+   the learned profile (over-consumption, low consumption), voltage, and per closed hour the
+   profile update and the base-load check. The profile blob is only decoded then.
+
+Everything is carried from reading to reading and from bucket to bucket in the state, so the
+result (alerts and state) does not depend on how the readings are split into calls.
 """
 
 from __future__ import annotations
@@ -19,20 +24,25 @@ import math
 from collections.abc import Sequence
 
 import msgspec
-import numpy as np
-import numpy.typing as npt
 
 from app.domain.anomaly import profile as prof_mod
 from app.domain.anomaly.alerts import AlertRecord, AlertType, Severity
 from app.domain.anomaly.book import AlertBook
-from app.domain.anomaly.gates import OPEN, RESOLVE, gate_point, gate_runs
+from app.domain.anomaly.gates import OPEN, RESOLVE, gate_point, gate_step
 from app.domain.anomaly.params import HOUR_MS, AnomalyParams
-from app.domain.anomaly.state import NO_TIME, DetectorState, Gate, initial_state
+from app.domain.anomaly.state import CLOSED, NO_TIME, DetectorState, Gate, initial_state
 from app.domain.reading import Reading
 from app.domain.registry import MeterInfo
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
+_NAN = math.nan
+
+
+def _gate(on: int, off: int) -> Gate:
+    """A gate for the state; the shared ``CLOSED`` default when closed, so an idle gate is
+    left out of the encoded state whichever way the readings were split into calls."""
+    if on == NO_TIME and off == NO_TIME:
+        return CLOSED
+    return Gate(on, off)
 
 
 def tick(
@@ -41,17 +51,16 @@ def tick(
     """Clock-driven checks: opens ``offline`` when nothing arrived for ``offline_after_ms``.
 
     ``opened_at`` is the arrival time of the last reading, so the id does not depend on when
-    the timer fires.
+    the timer fires. Returns the same state object when nothing opens.
     """
-    if state.last_seen == NO_TIME or any(a.type == "offline" for a in state.open):
+    last_seen = state.last_seen
+    if last_seen == NO_TIME or now_ms - last_seen <= params.offline_after_ms:
         return state, []
-    silence = now_ms - state.last_seen
-    if silence <= params.offline_after_ms:
+    if any(a.type == "offline" for a in state.open):
         return state, []
+    silence = now_ms - last_seen
     book = AlertBook(state.household_id, state.meter_id, state.open)
-    book.open(
-        "offline", state.last_seen, now_ms, "warning", silence, 0.0, params.offline_after_ms, "ms"
-    )
+    book.open("offline", last_seen, now_ms, "warning", silence, 0.0, params.offline_after_ms, "ms")
     return msgspec.structs.replace(state, open=book.frozen()), book.records()
 
 
@@ -65,44 +74,22 @@ def step(
     """Process one household's readings (sorted by ``ts_ms``).
 
     ``received_ms`` (optional, parallel to ``readings``) is the Kafka record timestamp of each
-    reading: it drives offline and clock-skew detection. Readings not newer than the state's
-    last one are ignored (late or duplicate).
+    reading: it drives offline and clock-skew detection. Readings not newer than the last one
+    processed are ignored by the other detectors (late or duplicate). Fields that did not
+    change are the very objects of the input state (the profile blob is rebuilt only when an
+    hour is learned).
     """
     if state is None:
         if not readings:
             raise ValueError("step needs a state or at least one reading")
         r0 = readings[0]
         state = initial_state(r0.household_id or info.household_id, r0.meter_id, info)
-    n_all = len(readings)
-    if n_all == 0:
+    if not readings:
         return state, []
-    ts_all = np.fromiter((r.ts_ms for r in readings), dtype=np.int64, count=n_all)
-    rec = None if received_ms is None else np.asarray(received_ms, dtype=np.int64)
+    if received_ms is not None and type(received_ms) is not list:
+        received_ms = [int(x) for x in received_ms]
     run = _Run(state, params, info)
-    # arrival-time checks see every reading, even one with a stale event time
-    run.offline(ts_all if rec is None else rec)
-    if rec is not None:
-        run.skew(ts_all, rec)
-    i0 = int(np.searchsorted(ts_all, state.last_ts, side="right"))
-    if i0 < n_all:
-        rs = readings[i0:] if i0 else readings
-        n = n_all - i0
-        ts = ts_all[i0:]
-        p = np.fromiter((r.power_w for r in rs), dtype=np.float64, count=n)
-        e = np.fromiter(
-            (math.nan if r.energy_wh is None else r.energy_wh for r in rs),
-            dtype=np.float64,
-            count=n,
-        )
-        v = np.fromiter(
-            (math.nan if r.voltage_v is None else r.voltage_v for r in rs),
-            dtype=np.float64,
-            count=n,
-        )
-        run.spike(ts, p)
-        run.frozen(ts, p, e)
-        run.counter(ts, e)
-        run.buckets(ts, p, v)
+    run.feed(readings, received_ms)
     return run.finish(), run.book.records()
 
 
@@ -117,190 +104,201 @@ class _Run:
         self.changes: dict[str, object] = {}
         self._prof: prof_mod.Profile | None = None
         self._prof_dirty = False
+        self.levels: _Levels | None = None
 
-    # -------------------------------------------------------------- per reading (vectorised)
-    def offline(self, arrival: I64) -> None:
-        pa, book = self.pa, self.book
-        prev = np.maximum.accumulate(np.concatenate(([self.s.last_seen], arrival)))
-        start = 0
-        if book.is_open("offline"):
-            t0 = int(arrival[0])
-            book.resolve("offline", t0, t0)
-            start = 1
-        gaps = arrival[start:] - prev[start:-1]
-        for k in (np.flatnonzero(gaps > pa.offline_after_ms) + start).tolist():
-            t_prev, t_now = int(prev[k]), int(arrival[k])
-            if t_prev == NO_TIME:
-                continue
-            book.open(
-                "offline", t_prev, t_now, "warning", t_now - t_prev, 0.0,
-                pa.offline_after_ms, "ms",
-            )  # fmt: skip
-            book.resolve("offline", t_now, t_now)
-        self.changes["last_seen"] = int(prev[-1])
-
-    def spike(self, ts: I64, p: F64) -> None:
+    def feed(self, readings: Sequence[Reading], received: Sequence[int] | None) -> None:
+        """The per-reading loop. Its variables mirror state fields; they are written back once
+        at the end. Gates are only called when they are not idle."""
         s, pa, book = self.s, self.pa, self.book
-        pv = np.abs(p) if self.info.exports else p
+        opened = book.opened
+        exports = self.info.exports
         conn = self.info.max_power_w * pa.connection_factor
-        thr = conn
-        history = s.first_ts != NO_TIME and int(ts[0]) - s.first_ts >= pa.history_warmup_ms
-        if history and s.peak_ref > 0.0:
-            thr = min(conn, max(pa.history_factor * s.peak_ref, pa.history_min_w))
-        mask = pv > thr
-        g = s.g_spike
-        on, off, events = gate_runs(
-            g.on_since, g.off_since, book.is_open("spike"), ts, mask, 0, pa.spike_clear_ms
-        )
-        for action, when, detected, k in events:
-            if action == OPEN:
-                sev: Severity = "critical" if pv[k] > conn else "warning"
-                book.open("spike", when, detected, sev, pv[k], s.peak_ref, thr, "W")
-            else:
-                book.resolve("spike", when, detected)
-        if book.is_open("spike") and mask.any():
-            book.extreme("spike", float(pv[mask].max()))
-        self.changes["g_spike"] = Gate(on, off)
-        # decaying reference peak, fed only with plausible readings
-        last = s.last_ts if s.last_ts != NO_TIME else int(ts[0])
-        decay = math.exp(-max(0, int(ts[-1]) - last) / pa.tau_peak_ms)
-        ok = pv[~mask]
-        peak = s.peak_ref * decay
-        if ok.size:
-            peak = max(peak, float(ok.max()))
-        self.changes["peak_ref"] = peak
+        offline_after = pa.offline_after_ms
+        skew_limit = pa.skew_limit_ms
+        frozen_after, ignore_zero = pa.frozen_after_ms, pa.frozen_ignore_zero
+        tol = pa.counter_tolerance_wh
+        bucket_ms = pa.bucket_ms
+        warmup = pa.history_warmup_ms
 
-    def frozen(self, ts: I64, p: F64, e: F64) -> None:
-        s, pa, book = self.s, self.pa, self.book
-        n = int(ts.shape[0])
-        prev_p = np.concatenate(([s.frozen_power], p[:-1]))
-        prev_e = np.concatenate(([s.frozen_energy], e[:-1]))
-        same_e = (e == prev_e) | (np.isnan(e) & np.isnan(prev_e))
-        same = (p == prev_p) & same_e
-        start_idx = np.where(same, -1, np.arange(n))
-        acc = np.maximum.accumulate(start_idx)
-        since = np.where(acc >= 0, ts[np.maximum(acc, 0)], s.frozen_since)
-        long_run = (since != NO_TIME) & (ts - since >= pa.frozen_after_ms)
-        if pa.frozen_ignore_zero:
-            long_run &= p != 0.0
-        hits = np.flatnonzero(long_run)
-        changes = np.flatnonzero(~same)
-        pos = 0
-        while pos < n:
-            if not book.is_open("frozen_value"):
-                j = int(np.searchsorted(hits, pos))
-                if j >= hits.size:
-                    break
-                k = int(hits[j])
+        last_seen, last_ts, first_ts = s.last_seen, s.last_ts, s.first_ts
+        sk_on, sk_off = s.g_skew.on_since, s.g_skew.off_since
+        sp_on, sp_off = s.g_spike.on_since, s.g_spike.off_since
+        ct_on, ct_off = s.g_counter.on_since, s.g_counter.off_since
+        f_power, f_energy, f_since = s.frozen_power, s.frozen_energy, s.frozen_since
+        last_energy = s.last_energy
+        b_key, b_sum, b_n, b_last = s.bucket_key, s.bucket_sum, s.bucket_n, s.bucket_last_ts
+        b_vsum, b_vn, b_pmax = s.bucket_vsum, s.bucket_vn, s.bucket_pmax
+        peak = s.peak_ref
+        hist_thr = self._history_threshold(peak, conn)
+        fresh = False  # a reading newer than last_ts was processed
+
+        for i, r in enumerate(readings):
+            ts = r.ts_ms
+            arr = ts if received is None else received[i]
+            # --- offline (arrival time, every reading)
+            if last_seen != NO_TIME and (arr - last_seen > offline_after or "offline" in opened):
+                if "offline" in opened:
+                    book.resolve("offline", arr, arr)
+                else:
+                    book.open(
+                        "offline", last_seen, arr, "warning", arr - last_seen, 0.0,
+                        offline_after, "ms",
+                    )  # fmt: skip
+                    book.resolve("offline", arr, arr)
+            if arr > last_seen:
+                last_seen = arr
+            # --- clock skew (broker time, every reading)
+            if received is not None:
+                offset = ts - arr
+                hit = offset > skew_limit or offset < -skew_limit
+                if hit or sk_on != NO_TIME:
+                    is_open = "clock_skew" in opened
+                    sk_on, sk_off, action, when = gate_step(
+                        sk_on, sk_off, is_open, last_seen, hit, pa.skew_min_ms,
+                        pa.skew_clear_ms, 0,
+                    )  # fmt: skip
+                    if action == OPEN:
+                        book.open(
+                            "clock_skew", when, last_seen, "warning", abs(offset), 0.0,
+                            skew_limit, "ms",
+                        )  # fmt: skip
+                    elif action == RESOLVE:
+                        book.resolve("clock_skew", when, last_seen)
+                    elif hit and is_open:
+                        book.extreme("clock_skew", float(abs(offset)))
+            if ts <= last_ts:
+                continue  # late or duplicate: only arrival-time checks see it
+            fresh = True
+            last_ts = ts
+            if first_ts == NO_TIME:
+                first_ts = ts
+            p = r.power_w
+            e = r.energy_wh
+            if e is None:
+                e = _NAN
+            # --- bucket roll-over: close the previous bucket first (it may move the peak)
+            key = ts // bucket_ms
+            if key != b_key:
+                if b_key != NO_TIME:
+                    peak = self._close_bucket(b_last, b_sum / b_n, b_vsum / b_vn if b_vn else
+                                              _NAN, b_pmax, peak, first_ts)  # fmt: skip
+                    hist_thr = self._history_threshold(peak, conn)
+                b_key, b_sum, b_n, b_vsum, b_vn, b_pmax = key, 0.0, 0, 0.0, 0, 0.0
+            b_sum += p
+            b_n += 1
+            b_last = ts
+            v = r.voltage_v
+            if v is not None and v == v:
+                b_vsum += v
+                b_vn += 1
+            # --- spike
+            pv = abs(p) if exports else p
+            hit = pv > conn or (pv > hist_thr and ts - first_ts >= warmup)
+            if hit or sp_on != NO_TIME:
+                is_open = "spike" in opened
+                sp_on, sp_off, action, when = gate_step(
+                    sp_on, sp_off, is_open, ts, hit, 0, pa.spike_clear_ms, pa.spike_clear_ms
+                )
+                if action == OPEN:
+                    sev: Severity = "critical" if pv > conn else "warning"
+                    thr = hist_thr if ts - first_ts >= warmup else conn
+                    book.open("spike", when, ts, sev, pv, peak, thr, "W")
+                elif action == RESOLVE:
+                    book.resolve("spike", when, ts)
+                elif hit and is_open:
+                    book.extreme("spike", pv)
+            if not hit and pv > b_pmax:
+                b_pmax = pv  # the reference peak learns only plausible readings
+            # --- frozen value (identical power, and energy when reported)
+            same = p == f_power and (e == f_energy or (e != e and f_energy != f_energy))
+            if not same:
+                f_since = ts
+            if "frozen_value" in opened:
+                if not same:
+                    book.resolve("frozen_value", ts, ts)
+                else:
+                    book.extreme("frozen_value", float(ts - f_since))
+            if (
+                ts - f_since >= frozen_after
+                and f_since != NO_TIME
+                and not (ignore_zero and p == 0.0)
+                and "frozen_value" not in opened
+            ):
                 book.open(
-                    "frozen_value", int(since[k]), int(ts[k]), "warning", float(ts[k] - since[k]),
-                    0.0, pa.frozen_after_ms, "ms",
+                    "frozen_value", f_since, ts, "warning", float(ts - f_since), 0.0,
+                    frozen_after, "ms",
                 )  # fmt: skip
-                pos = k + 1
-            else:
-                j = int(np.searchsorted(changes, pos))
-                if j >= changes.size:
-                    break
-                k = int(changes[j])
-                book.resolve("frozen_value", int(ts[k]), int(ts[k]))
-                pos = k
-        if book.is_open("frozen_value"):
-            book.extreme("frozen_value", float(ts[-1] - since[-1]))
-        self.changes["frozen_power"] = float(p[-1])
-        self.changes["frozen_energy"] = float(e[-1])
-        self.changes["frozen_since"] = int(since[-1])
+            f_power, f_energy = p, e
+            # --- energy counter going backwards
+            if e == e:
+                hit = e < last_energy - tol  # False while last_energy is NaN
+                if hit or ct_on != NO_TIME:
+                    is_open = "counter_backwards" in opened
+                    ct_on, ct_off, action, when = gate_step(
+                        ct_on, ct_off, is_open, ts, hit, 0, pa.counter_clear_ms,
+                        pa.counter_clear_ms,
+                    )  # fmt: skip
+                    if action == OPEN:
+                        book.open(
+                            "counter_backwards", when, ts, "warning", e, last_energy, tol,
+                            "Wh", -1,
+                        )  # fmt: skip
+                    elif action == RESOLVE:
+                        book.resolve("counter_backwards", when, ts)
+                last_energy = e
 
-    def counter(self, ts: I64, e: F64) -> None:
-        s, pa, book = self.s, self.pa, self.book
-        valid = ~np.isnan(e)
-        if not valid.any():
+        ch = self.changes
+        if last_seen != s.last_seen:
+            ch["last_seen"] = int(last_seen)
+        if (sk_on, sk_off) != (s.g_skew.on_since, s.g_skew.off_since):
+            ch["g_skew"] = _gate(int(sk_on), int(sk_off))
+        if not fresh:
             return
-        ev = e[valid]
-        tv = ts[valid]
-        prev = np.concatenate(([s.last_energy], ev[:-1]))
-        back = ev < prev - pa.counter_tolerance_wh  # NaN prev compares False
-        g = s.g_counter
-        on, off, events = gate_runs(
-            g.on_since, g.off_since, book.is_open("counter_backwards"), tv, back, 0,
-            pa.counter_clear_ms,
-        )  # fmt: skip
-        for action, when, detected, k in events:
-            if action == OPEN:
-                book.open(
-                    "counter_backwards", when, detected, "warning", ev[k], prev[k],
-                    pa.counter_tolerance_wh, "Wh", -1,
-                )  # fmt: skip
-            else:
-                book.resolve("counter_backwards", when, detected)
-        self.changes["g_counter"] = Gate(on, off)
-        self.changes["last_energy"] = float(ev[-1])
-
-    def skew(self, ts: I64, rec: I64) -> None:
-        s, pa, book = self.s, self.pa, self.book
-        offset = ts - rec
-        mask = np.abs(offset) > pa.skew_limit_ms
-        t = np.maximum.accumulate(rec)
-        g = s.g_skew
-        on, off, events = gate_runs(
-            g.on_since, g.off_since, book.is_open("clock_skew"), t, mask, pa.skew_min_ms,
-            pa.skew_clear_ms, reset=0,
-        )  # fmt: skip
-        for action, when, detected, k in events:
-            if action == OPEN:
-                book.open(
-                    "clock_skew", when, detected, "warning", abs(int(offset[k])), 0.0,
-                    pa.skew_limit_ms, "ms",
-                )  # fmt: skip
-            else:
-                book.resolve("clock_skew", when, detected)
-        if book.is_open("clock_skew") and mask.any():
-            book.extreme("clock_skew", float(np.abs(offset[mask]).max()))
-        self.changes["g_skew"] = Gate(on, off)
-
-    # -------------------------------------------------------------- per bucket
-    def buckets(self, ts: I64, p: F64, v: F64) -> None:
-        s, pa = self.s, self.pa
-        n = int(ts.shape[0])
-        keys = ts // pa.bucket_ms
-        brk = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-        starts = np.concatenate(([0], brk))
-        counts = np.diff(np.concatenate((starts, [n])))
-        sums = np.add.reduceat(p, starts)
-        vok = ~np.isnan(v)
-        vsums = np.add.reduceat(np.where(vok, v, 0.0), starts)
-        vns = np.add.reduceat(vok.astype(np.int64), starts)
-        lasts = ts[np.concatenate((brk - 1, [n - 1]))]
-        bkeys = keys[starts].tolist()
-        bsum, bn, bvs, bvn = sums.tolist(), counts.tolist(), vsums.tolist(), vns.tolist()
-        blast = lasts.tolist()
-        if s.bucket_key != NO_TIME:
-            if s.bucket_key == bkeys[0]:
-                bsum[0] += s.bucket_sum
-                bn[0] += s.bucket_n
-                bvs[0] += s.bucket_vsum
-                bvn[0] += s.bucket_vn
-            else:
-                bkeys.insert(0, s.bucket_key)
-                bsum.insert(0, s.bucket_sum)
-                bn.insert(0, s.bucket_n)
-                bvs.insert(0, s.bucket_vsum)
-                bvn.insert(0, s.bucket_vn)
-                blast.insert(0, s.bucket_last_ts)
-        w = _Levels(self)
-        for i in range(len(bkeys) - 1):
-            vmean = bvs[i] / bvn[i] if bvn[i] else math.nan
-            w.close_bucket(int(blast[i]), bsum[i] / bn[i], vmean)
-        w.store()
-        self.changes.update(
-            bucket_key=int(bkeys[-1]),
-            bucket_sum=float(bsum[-1]),
-            bucket_n=int(bn[-1]),
-            bucket_vsum=float(bvs[-1]),
-            bucket_vn=int(bvn[-1]),
-            bucket_last_ts=int(blast[-1]),
-            last_ts=int(ts[-1]),
-            first_ts=s.first_ts if s.first_ts != NO_TIME else int(ts[0]),
+        if (sp_on, sp_off) != (s.g_spike.on_since, s.g_spike.off_since):
+            ch["g_spike"] = _gate(sp_on, sp_off)
+        if (ct_on, ct_off) != (s.g_counter.on_since, s.g_counter.off_since):
+            ch["g_counter"] = _gate(ct_on, ct_off)
+        if self.levels is not None:
+            self.levels.store()
+        ch.update(
+            last_ts=last_ts,
+            first_ts=first_ts,
+            frozen_power=float(f_power),
+            frozen_energy=float(f_energy),
+            frozen_since=f_since,
+            last_energy=float(last_energy),
+            bucket_key=b_key,
+            bucket_sum=b_sum,
+            bucket_n=b_n,
+            bucket_last_ts=b_last,
+            bucket_vsum=b_vsum,
+            bucket_vn=b_vn,
+            bucket_pmax=float(b_pmax),
+            peak_ref=peak,
         )
+
+    def _history_threshold(self, peak: float, conn: float) -> float:
+        """Spike threshold from the household's reference peak (applies after the history
+        warm-up); the connection limit while there is no peak."""
+        pa = self.pa
+        if peak <= 0.0:
+            return conn
+        return min(conn, max(pa.history_factor * peak, pa.history_min_w))
+
+    def _close_bucket(
+        self, te: int, mean_w: float, vmean: float, pmax: float, peak: float, first_ts: int
+    ) -> float:
+        """Close one bucket; returns the new reference peak (decayed since the previous
+        bucket, then raised to the bucket's highest plausible reading)."""
+        lv = self.levels
+        if lv is None:
+            lv = self.levels = _Levels(self, first_ts)
+        if lv.last_eval != NO_TIME and te > lv.last_eval:
+            peak *= math.exp(-(te - lv.last_eval) / self.pa.tau_peak_ms)
+        if pmax > peak:
+            peak = pmax
+        lv.close_bucket(te, mean_w, vmean)
+        return float(peak)
 
     def profile(self) -> prof_mod.Profile:
         if self._prof is None:
@@ -310,21 +308,24 @@ class _Run:
     def finish(self) -> DetectorState:
         if self._prof is not None and self._prof_dirty:
             self.changes["profile"] = self._prof.tobytes()
-        self.changes["open"] = self.book.frozen()
+        if self.book.dirty:
+            self.changes["open"] = self.book.frozen()
+        if not self.changes:
+            return self.s
         return msgspec.structs.replace(self.s, **self.changes)
 
 
 class _Levels:
     """The per-bucket loop, with the state's fields in plain attributes for speed."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run, first_ts: int) -> None:
         s = run.s
         self.run = run
         self.pa = run.pa
         self.book = run.book
         self.tz = run.info.timezone
         self.exports = run.info.exports
-        self.first_ts = s.first_ts
+        self.first_ts = first_ts
         self.last_eval = s.last_eval_ts
         self.lvl, self.lvl_long = s.lvl, s.lvl_long
         self.exp_lvl, self.sd_lvl, self.exp_long = s.exp_lvl, s.sd_lvl, s.exp_long
@@ -578,7 +579,6 @@ class _Levels:
         if self._rates is not None:
             self.run.changes["rates"] = self._rates.tobytes()
         self.run.changes.update(
-            first_ts=self.first_ts,
             last_eval_ts=self.last_eval,
             lvl=self.lvl,
             lvl_long=self.lvl_long,
@@ -605,8 +605,8 @@ class _Levels:
             base_ref=self.base_ref,
             base_n=self.base_n,
             hours_since_base=self.hours_since_base,
-            g_over=Gate(*self.g_over),
-            g_low=Gate(*self.g_low),
-            g_base=Gate(*self.g_base),
-            g_volt=Gate(*self.g_volt),
+            g_over=_gate(*self.g_over),
+            g_low=_gate(*self.g_low),
+            g_base=_gate(*self.g_base),
+            g_volt=_gate(*self.g_volt),
         )

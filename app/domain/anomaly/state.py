@@ -41,6 +41,9 @@ class DetectorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     bucket_last_ts: int = NO_TIME
     bucket_vsum: float = 0.0
     bucket_vn: int = 0
+    bucket_pmax: float = 0.0
+    """Highest plausible reading (W, |W| for an exporting meter) of the current bucket: the
+    reference peak learns it when the bucket closes."""
     last_eval_ts: int = NO_TIME
     """Time of the last closed bucket (the smoothing filters' clock)."""
 
@@ -94,6 +97,7 @@ class DetectorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
     # spike
     peak_ref: float = 0.0
+    """Reference peak (W) as of the last closed bucket: decays with ``tau_peak_ms``."""
 
     # frozen value
     frozen_power: float = float("nan")
