@@ -181,6 +181,7 @@ class IngestService(Service):
 
     async def on_start(self) -> None:
         s = self.s
+        await ensure_changelog(s)
         self.producer = AIOKafkaProducer(bootstrap_servers=s.kafka_servers, linger_ms=5,
                                          max_batch_size=1_048_576, enable_idempotence=True,
                                          client_id=f"{s.app_id}-ingest")
@@ -199,7 +200,7 @@ class IngestService(Service):
     async def on_stop(self) -> None:
         if self.consumer is not None:
             with contextlib.suppress(Exception):
-                async with self.lock:
+                async with asyncio.timeout(10.0), self.lock:
                     await self.checkpoint()
             await self.consumer.stop()
         if self.producer is not None:
@@ -264,6 +265,27 @@ class IngestService(Service):
         if partitions:
             n = await restore_states(self.s, partitions, self.states)
             log.info("ingest: restored %d meter states of partitions %s", n, partitions)
+
+
+async def ensure_changelog(s: Settings) -> None:
+    """Create the state changelog if ``app.setup`` has not (sending to a missing topic would
+    block: the broker does not create topics)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from app.topics import topic_specs
+
+    spec = next(t for t in topic_specs(s) if t.name == changelog_topic(s))
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_servers)
+    await admin.start()
+    try:
+        if spec.name not in await admin.list_topics():
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(spec.name, spec.partitions,
+                                                    s.replication_factor,
+                                                    topic_configs=spec.config)])
+    finally:
+        await admin.close()
 
 
 async def restore_states(s: Settings, partitions: list[int], states: MeterStates) -> int:
