@@ -159,21 +159,43 @@ def _household(rec: object) -> str:
 
 
 # --- readings ----------------------------------------------------------------------------------
+_heads: dict[tuple[str, str, str], str] = {}
+
+
+def _reading_head(household_id: str, meter_id: str, source: str) -> str:
+    key = (household_id, meter_id, source)
+    head = _heads.get(key)
+    if head is None:
+        head = (f"reading,household={escape_key(household_id)},meter={escape_key(meter_id)}"
+                f",source={escape_key(source)} " if meter_id else
+                f"reading,household={escape_key(household_id)},source={escape_key(source)} ")
+        if len(_heads) >= _CACHE_MAX:
+            _heads.clear()
+        _heads[key] = head
+    return head
+
+
 def reading(r: Reading) -> str:
     """The ``reading`` point of a normalized reading (RP ``raw``)."""
     if not r.household_id:
         raise ValueError("record without household_id")
-    head = (f"reading,household={escape_key(r.household_id)},meter={escape_key(r.meter_id)}"
-            f",source={escape_key(r.source)}" if r.meter_id else
-            f"reading,household={escape_key(r.household_id)},source={escape_key(r.source)}")
+    head = _reading_head(r.household_id, r.meter_id, r.source)
     fs: list[str] = []
     p = r.power_w
-    if math.isfinite(p):
-        fs.append(f"power_w={float(p)!r}")
-    for name, v in (("energy_wh", r.energy_wh), ("voltage_v", r.voltage_v),
-                    ("current_a", r.current_a), ("apparent_va", r.apparent_va)):
-        if v is not None and math.isfinite(v):
-            fs.append(f"{name}={float(v)!r}")
+    if p - p == 0.0:  # finite (NaN and infinities give NaN)
+        fs.append(f"power_w={p!r}")
+    v = r.energy_wh
+    if v is not None and v - v == 0.0:
+        fs.append(f"energy_wh={v!r}")
+    v = r.voltage_v
+    if v is not None and v - v == 0.0:
+        fs.append(f"voltage_v={v!r}")
+    v = r.current_a
+    if v is not None and v - v == 0.0:
+        fs.append(f"current_a={v!r}")
+    v = r.apparent_va
+    if v is not None and v - v == 0.0:
+        fs.append(f"apparent_va={v!r}")
     if r.tariff:
         fs.append(f'tariff="{r.tariff.translate(_STR)}"')
     if r.indexes_wh:
@@ -182,7 +204,7 @@ def reading(r: Reading) -> str:
                 fs.append(f"index_{escape_key(label)}_wh={float(wh)!r}")
     if not fs:
         raise ValueError("reading: no storable field")
-    return f"{head} {','.join(fs)} {r.ts_ms}"
+    return f"{head}{','.join(fs)} {r.ts_ms}"
 
 
 def channel_power(r: Reading) -> list[str]:
