@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faust.exceptions import ConsumerNotStarted
 from prometheus_client import start_http_server
 
@@ -80,10 +82,39 @@ def partition_lags(consumer: Any, changelog_topics: set[str]) -> dict[tuple[str,
     return out
 
 
+def service_consumer_lags(services: Iterable[Any]) -> dict[tuple[str, int], int]:
+    """Lag of the plain aiokafka consumers that services run beside Faust's (the ingest
+    stage's raw-topic consumer, ``agents.ingest.IngestService``): highwater minus the
+    service's next offset to commit (``positions``, last processed + 1). Partitions not
+    processed since their assignment, or not fetched yet, are skipped."""
+    out: dict[tuple[str, int], int] = {}
+    for service in services:
+        consumer = getattr(service, "consumer", None)
+        positions = getattr(service, "positions", None)
+        if not isinstance(consumer, AIOKafkaConsumer) or not isinstance(positions, dict):
+            continue
+        try:
+            assigned = consumer.assignment()
+        except (AssertionError, AttributeError, RuntimeError):
+            continue
+        for tp in assigned:
+            try:
+                high = consumer.highwater(tp)
+            except (AssertionError, KeyError, AttributeError):
+                continue  # revoked meanwhile
+            position = positions.get(tp)
+            if high is None or position is None:
+                continue
+            out[(tp.topic, tp.partition)] = max(0, int(high) - int(position))
+    return out
+
+
 @app.timer(5.0, name="consumer-lag")
 async def consumer_lag() -> None:
-    """Set wattflow_consumer_lag_messages for every assigned partition; drop revoked ones."""
+    """Set wattflow_consumer_lag_messages for every assigned partition (Faust's consumer and
+    the services' own consumers); drop the partitions no longer assigned."""
     lags = partition_lags(app.consumer, set(app.tables.changelog_topics))
+    lags.update(service_consumer_lags(app._extra_service_instances or ()))
     labels = {(topic, str(partition)) for topic, partition in lags}
     for (topic, partition), lag in lags.items():
         metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)

@@ -55,6 +55,8 @@ class LoadgenConfig:
     fault_rate: float = 0.001
     signal_faults_per_day: float = 0.0
     """Expected signal faults (offline, frozen, spike...) per household and day."""
+    signal_fault_kinds: tuple[str, ...] = SIGNAL_FAULTS
+    """Kinds the signal faults are drawn from."""
     truth_path: Path | None = None
     progress: bool = True
     tick_s: float = 0.01
@@ -171,7 +173,7 @@ async def run(cfg: LoadgenConfig, sink: Sink, *,
     streams: list[HouseholdStream] = []
     for i, spec in enumerate(population):
         faults = (plan_faults(spec, start_s, start_s + cfg.periods * interval, fault_rng,
-                              cfg.signal_faults_per_day, SIGNAL_FAULTS)
+                              cfg.signal_faults_per_day, cfg.signal_fault_kinds)
                   if cfg.signal_faults_per_day > 0 else [])
         signal_faults += faults
         streams.append(HouseholdStream(spec, i, cfg, start_s, faults, collect))

@@ -11,9 +11,11 @@ from simulators.loadtest import (
     WindowLatency,
     aligned_start,
     build_parser,
+    by_topic,
+    caught_up,
     config_from_args,
-    group_lag,
     lag_gauge,
+    partition_lag,
     sampled_households,
     window_latency,
 )
@@ -68,15 +70,15 @@ def test_window_latency_counts_only_windows_of_the_run() -> None:
 
 def test_alert_latency_skips_alerts_stamped_outside_the_run() -> None:
     a = AlertLatency(min_ms=T0 * 1000)
-    for detected, status in ((T0 + 10, "open"), (T0 - 3600, "open"), (T0 + 3600, "open")):
-        body = b'{"detected_at": %d, "type": "spike", "status": "%s"}' % (detected * 1000,
-                                                                          status.encode())
+    for detected, kind in ((T0 + 10, b"spike"), (T0 - 3600, b"spike"), (T0 + 3600, b"spike"),
+                           (T0 + 10, b"offline")):
+        body = b'{"detected_at": %d, "type": "%s", "status": "open"}' % (detected * 1000, kind)
         a.on_record(_record(body, (T0 + 11) * 1000), T0 + 12)
     section = a.section()
     assert section["count"] == 1 and section["p50_s"] == pytest.approx(2.0)
     assert section["broker_p50_s"] == pytest.approx(1.0)
-    assert section["untimed"] == 2
-    assert section["by_type"] == {"spike/open": 3}
+    assert section["untimed"] == 3  # skewed clocks and the clock-driven offline alert
+    assert section["by_type"] == {"offline/open": 1, "spike/open": 3}
 
 
 def test_lag_gauge_sums_series() -> None:
@@ -91,10 +93,20 @@ wattflow_event_loop_lag_seconds 0.01
     assert lag_gauge("wattflow_event_loop_lag_seconds 0.01\n") is None
 
 
-def test_group_lag_per_topic() -> None:
+def test_partition_lag_counts_never_committed_partitions_from_the_log_start() -> None:
     a0, a1, b0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)
-    lag = group_lag({a0: 10, a1: 5, b0: -1}, {a0: 15, a1: 5, b0: 9})
-    assert lag == {"a": 5}  # b has no committed offset (-1): unknown, not counted
+    lags = partition_lag({a0: 10, a1: 5, b0: -1}, {b0: 2}, {a0: 15, a1: 5, b0: 9})
+    assert lags == {a0: 5, a1: 0, b0: 7}
+    assert partition_lag({}, {a0: 0}, {a0: 4}) == {a0: 4}  # fresh group
+    assert by_topic(lags) == {"a": 5, "b": 7}
+
+
+def test_caught_up_against_the_baseline() -> None:
+    a0, b0 = TopicPartition("a", 0), TopicPartition("b", 0)
+    baseline = {a0: 0, b0: 3}  # b0: a partition the workers never commit
+    assert caught_up({a0: 0, b0: 3}, baseline)
+    assert not caught_up({a0: 1, b0: 3}, baseline)
+    assert not caught_up({a0: 0, b0: 3, TopicPartition("c", 0): 1}, baseline)
 
 
 def test_percentiles_nearest_rank() -> None:
