@@ -10,6 +10,7 @@ partition's event-time clock (or the wall clock when the whole partition is idle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -131,31 +132,48 @@ async def close_silent() -> None:
     async with window_states.lock:
         if not window_states.loaded:
             window_states.load_all()
-        now_wall_ms = int(time.time() * 1000)
-        now_mono = time.monotonic()
-        closed_any = 0
-        for hid in list(window_states.keys()):
-            state = window_states.get(hid)
-            if state is None:
-                continue
-            p = partition_of(hid)
-            clock = _clock.get(p)
-            # the wall clock takes over only once the partition itself has been idle for the
-            # idle timeout *while this worker owned it* (a restarted worker with a backlog is
-            # not idle: it has not started reading yet)
-            idle_since = _last_progress.setdefault(p, now_mono)
-            if now_mono - idle_since > PARAMS.idle_timeout_ms / 1000:
-                clock = max(clock or 0, now_wall_ms)
-            if clock is None:
-                continue
-            new, closed = advance(state, clock, PARAMS)
-            if closed:
-                window_states.put(hid, new)
-                await emit(closed)
-                closed_any += len(closed)
-        if closed_any:
-            log.info("closed %d windows of silent households", closed_any)
-        await window_states.commit(force=bool(closed_any))
+        households = list(window_states.keys())
+    now_wall_ms = int(time.time() * 1000)
+    now_mono = time.monotonic()
+    closed_any = 0
+    # in slices, releasing the lock between them: the sweep must not stall the stream
+    for i in range(0, len(households), CLOSE_SLICE):
+        async with window_states.lock:
+            closed_any += await _close_slice(households[i:i + CLOSE_SLICE], now_wall_ms,
+                                             now_mono)
+        await asyncio.sleep(0)
+    if closed_any:
+        log.info("closed %d windows of silent households", closed_any)
+        async with window_states.lock:
+            await window_states.commit(force=True)
+
+
+CLOSE_SLICE = 500
+
+
+async def _close_slice(households: list[str], now_wall_ms: int, now_mono: float) -> int:
+    """Close what is due for these households (called with the lock held)."""
+    closed_any = 0
+    for hid in households:
+        state = window_states.get(hid)
+        if state is None:
+            continue
+        p = partition_of(hid)
+        clock = _clock.get(p)
+        # the wall clock takes over only once the partition itself has been idle for the
+        # idle timeout *while this worker owned it* (a restarted worker with a backlog is
+        # not idle: it has not started reading yet)
+        idle_since = _last_progress.setdefault(p, now_mono)
+        if now_mono - idle_since > PARAMS.idle_timeout_ms / 1000:
+            clock = max(clock or 0, now_wall_ms)
+        if clock is None:
+            continue
+        new, closed = advance(state, clock, PARAMS)
+        if closed:
+            window_states.put(hid, new)
+            await emit(closed)
+            closed_any += len(closed)
+    return closed_any
 
 
 @app.timer(1.0, name="windows-checkpoint")

@@ -54,3 +54,7 @@ async def tune_gc() -> None:
     readings; full collections of a large heap were a measurable share of a worker's CPU)."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # table writes (send_soon) queue in Faust's producer buffer; a checkpoint writes one
+    # record per changed household, so let the buffer hold a checkpoint's worth instead of
+    # stalling the streams every 100 records
+    app.producer.buffer.max_messages = 50_000

@@ -20,6 +20,7 @@ def _table(name: str, help_: str) -> faust.Table:
                      partitions=get_settings().partitions, help=help_)
 
 
+# names as in app.topics.TABLES (setup creates their changelogs)
 window_state_table = _table("window-state", "windows: per-household open windows")
 anomaly_state_table = _table("anomaly-state", "anomaly detectors: per-household state")
 nilm_state_table = _table("nilm-state", "NILM: per-household detector and appliance model")

@@ -29,6 +29,8 @@ def _delete(days: float) -> dict[str, str]:
 
 
 WINDOW_SIZES = ("1m", "15m", "1h", "1d")
+TABLES = ("window-state", "anomaly-state", "nilm-state")
+"""Names of the Faust tables (app/tables.py)."""
 
 
 def topic_specs(s: Settings) -> list[TopicSpec]:
@@ -47,6 +49,11 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
     ]
     specs += [TopicSpec(s.window_topic(size), n, _delete(30), f"closed {size} windows")
               for size in WINDOW_SIZES]
+    # Faust creates its table changelogs itself at start; creating them here first avoids a
+    # worker racing the broker's metadata on a brand-new deployment
+    specs += [TopicSpec(f"{s.app_id}-{table}-changelog", n,
+                        {"cleanup.policy": "compact"}, f"changelog of the {table} table")
+              for table in TABLES]
     specs.append(TopicSpec(ingest_changelog_topic(s), n,
                            {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                             "segment.ms": str(3_600_000)},

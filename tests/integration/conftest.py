@@ -146,6 +146,7 @@ def world(local_stack: None, tmp_path: Path) -> Iterator[World]:
         "WATTFLOW_TOPIC_WINDOWS_PREFIX": f"{name}.windows.",
         "WATTFLOW_TOPIC_ALERTS": f"{name}.alerts",
         "WATTFLOW_TOPIC_APPLIANCE_EVENTS": f"{name}.appliance.events",
+        "WATTFLOW_TOPIC_APPLIANCE_ENERGY": f"{name}.appliance.energy",
         "WATTFLOW_INFLUX_DB": f"wattflow_{name}",
         "WATTFLOW_STATE_DIR": str(Path.cwd() / "var"),
         "WATTFLOW_CHECKPOINT_INTERVAL_S": "2.0",
