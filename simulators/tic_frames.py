@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulators.climate import local_offsets, utc_offset_s
+from simulators.climate import utc_offset_s
 from simulators.household import Chunk
 from simulators.population import HouseholdSpec
 
@@ -43,16 +43,41 @@ def std_group(label: str, data: str, horodate: str | None = None) -> str:
 
 
 def horodates(ts_ms: np.ndarray, timezone: str) -> list[str]:
-    """Standard-mode horodates (``E``/``H`` + local ``YYMMDDhhmmss``) for epoch-ms stamps."""
+    """Standard-mode horodates (``E``/``H`` + local ``YYMMDDhhmmss``) for epoch-ms stamps.
+
+    The stamps need not be sorted: a node whose clock is skewed (``clock_skew`` fault) sends
+    event times that jump back or forward inside a chunk. Offsets come from the span
+    ``[min, max]`` of the stamps (at most one DST change in it, as in ``climate.local_offsets``).
+    """
     if len(ts_ms) == 0:
         return []
     t_s = ts_ms // 1000
-    offs = local_offsets(timezone, int(t_s[0]), int(t_s[-1] - t_s[0]) + 1)[t_s - t_s[0]]
-    std = min(utc_offset_s(timezone, int(t_s[0]) - 182 * 86400 * k) for k in (0, 1))
+    lo, hi = int(t_s.min()), int(t_s.max())
+    offs = _offsets(timezone, t_s, lo, hi)
+    # standard time: the lowest offset of the year (one of four samples 91 days apart falls
+    # in winter time, which lasts ~5 months; 182 days before a late-March day is still summer)
+    std = min(utc_offset_s(timezone, lo - 91 * 86400 * k) for k in range(4))
     local = (t_s + offs).astype("datetime64[s]")
     text = np.datetime_as_string(local, unit="s")
     return [("E" if o > std else "H") + s[2:4] + s[5:7] + s[8:10] + s[11:13] + s[14:16] + s[17:19]
             for s, o in zip(text.tolist(), offs.tolist(), strict=True)]
+
+
+def _offsets(timezone: str, t_s: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """UTC offset (s) at each epoch second of ``t_s`` (any order, all in ``[lo, hi]``)."""
+    a = utc_offset_s(timezone, lo)
+    b = utc_offset_s(timezone, hi)
+    if a == b:
+        return np.full(len(t_s), a, dtype=np.int64)
+    first, last = lo, hi  # offset(first) == a, offset(last) == b: find the change
+    while last - first > 1:
+        mid = (first + last) // 2
+        if utc_offset_s(timezone, mid) == a:
+            first = mid
+        else:
+            last = mid
+    out: np.ndarray = np.where(t_s >= last, b, a).astype(np.int64)
+    return out
 
 
 class TicFrameWriter:

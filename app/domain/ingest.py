@@ -256,7 +256,9 @@ class _Batch:
                 w = work[meter_id] = (
                     MeterWork(NO_TS, None, 0, b"", [])
                     if s is None
-                    else MeterWork(s.last_ts_ms, s.energy_wh, s.energy_ts_ms, s.recent, [])
+                    else MeterWork(
+                        s.last_ts_ms, s.energy_wh, s.energy_ts_ms, s.recent, [], False, s.candidate
+                    )
                 )
             if (
                 info[0] != r.household_id
@@ -289,6 +291,8 @@ class _Batch:
             w.last_ts_ms = ts_ms
             w.energy_wh = kept
             w.energy_ts_ms = energy_ts
+            if energy is not None:  # an accepted counter drops a pending discontinuity
+                w.candidate = None
             w.tail.append(ts_ms)
             readings_append(reading)
             per_record_append(_VALID)
@@ -362,6 +366,8 @@ class _Batch:
                     w.last_ts_ms = ts_ms
                     w.energy_wh = kept
                     w.energy_ts_ms = energy_ts
+                    if energy is not None:
+                        w.candidate = None
                     w.tail.append(ts_ms)
                     readings_append(reading)
                     valid += 1
@@ -470,6 +476,8 @@ class _Batch:
             return self.reject(rec, Reason.OUT_OF_RANGE, problem, index, meter_id=meter_id)
         verdict = admit(state, ts_ms, energy, info, limits)
         if not isinstance(verdict, Admitted):
+            if verdict.state is not None:  # a counter discontinuity waiting for confirmation
+                work.thaw(verdict.state)
             return self.reject(rec, verdict.reason, verdict.detail, index, meter_id=meter_id)
         if verdict.reset_from_wh is not None and energy is not None:
             self.resets.append(
@@ -645,7 +653,9 @@ class _Batch:
                 recent = w.recent + pack1(tail[0])
                 if len(recent) > keep:
                     recent = recent[-keep:]
-                states[meter_id] = MeterState(w.last_ts_ms, w.energy_wh, w.energy_ts_ms, recent)
+                states[meter_id] = MeterState(
+                    w.last_ts_ms, w.energy_wh, w.energy_ts_ms, recent, w.candidate
+                )
             elif tail or w.changed:  # an accepted reading
                 state = w.freeze(memory)
                 if state is not None:

@@ -72,6 +72,10 @@ class IngestLimits:
     """A decreased counter at or below this is a reset (new/reset meter restarts near zero)."""
     reset_ratio: float = 0.1
     """A decreased counter at or below ``previous * reset_ratio`` is a reset/replacement."""
+    counter_confirmations: int = 3
+    """A counter discontinuity (a jump faster than the connection allows, or a drop that is
+    not a reset) is accepted once this many later readings continue it consistently; the one
+    that completes the count is accepted as a counter reset, the earlier ones stay rejected."""
     dedup_memory: int = 64
     """Accepted timestamps remembered per meter to recognise re-sent readings."""
     tic_topics: frozenset[str] = field(default_factory=lambda: frozenset({"meter.raw.tic"}))
@@ -80,16 +84,31 @@ class IngestLimits:
     def __post_init__(self) -> None:
         if self.dedup_memory < 1:
             raise ValueError("dedup_memory must be at least 1")
+        if self.counter_confirmations < 1:
+            raise ValueError("counter_confirmations must be at least 1")
 
 
 DEFAULT_LIMITS: Final = IngestLimits()
 
 
+class CounterCandidate(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A rejected counter discontinuity waiting for confirmation (see :func:`admit`)."""
+
+    energy_wh: float
+    """Counter of the latest reading at the candidate level (the highest, within tolerance)."""
+    ts_ms: int
+    """Event time of that reading."""
+    readings: int
+    """Consecutive rejected readings at this level so far (the first jump counts 1)."""
+
+
 class MeterState(msgspec.Struct, frozen=True, array_like=True):
     """Per-meter ingestion state, the value of a Faust table keyed by meter id.
 
-    Encoded as a JSON array ``[last_ts_ms, energy_wh, energy_ts_ms, recent]`` where
-    ``recent`` is base64 (about 0.75 KB with the default 64 remembered timestamps).
+    Encoded as a JSON array ``[last_ts_ms, energy_wh, energy_ts_ms, recent, candidate]`` where
+    ``recent`` is base64 (about 0.75 KB with the default 64 remembered timestamps) and
+    ``candidate`` is ``null`` or ``[energy_wh, ts_ms, readings]``. States written before
+    ``candidate`` existed (four elements) decode with ``candidate=None``.
     """
 
     last_ts_ms: int
@@ -101,6 +120,9 @@ class MeterState(msgspec.Struct, frozen=True, array_like=True):
     recent: bytes = b""
     """Most recent accepted event times, ascending, packed little-endian int64, at most
     ``dedup_memory`` of them (see :func:`recent_ts`)."""
+    candidate: CounterCandidate | None = None
+    """A counter discontinuity being confirmed (``None`` normally). ``energy_wh`` and
+    ``energy_ts_ms`` stay the reference until it is confirmed."""
 
 
 NO_TS: Final = -(2**63)
@@ -123,12 +145,17 @@ class MeterWork(msgspec.Struct, gc=False):
     tail: list[int]
     changed: bool = False
     """Set when the state was replaced by :meth:`thaw` (an appended ``tail`` also counts)."""
+    candidate: CounterCandidate | None = None
+    """As in :class:`MeterState`; an accepted reading that carries a counter clears it."""
 
     @classmethod
     def load(cls, state: MeterState | None) -> MeterWork:
         if state is None:
             return cls(NO_TS, None, 0, b"", [])
-        return cls(state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, [])
+        return cls(
+            state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, [], False,
+            state.candidate,
+        )  # fmt: skip
 
     def freeze(self, memory: int) -> MeterState | None:
         """The state as :func:`admit` would have left it (``None``: no state yet)."""
@@ -141,7 +168,9 @@ class MeterWork(msgspec.Struct, gc=False):
             recent += pack1(tail[-1]) if n == 1 else struct.pack(f"<{n}q", *tail[-n:])
             if len(recent) > 8 * memory:
                 recent = recent[-8 * memory :]
-        return MeterState(self.last_ts_ms, self.energy_wh, self.energy_ts_ms, recent)
+        return MeterState(
+            self.last_ts_ms, self.energy_wh, self.energy_ts_ms, recent, self.candidate
+        )
 
     def thaw(self, state: MeterState) -> None:
         """Replace the working state with ``state`` (a verdict of the reference path)."""
@@ -151,6 +180,7 @@ class MeterWork(msgspec.Struct, gc=False):
         self.recent = state.recent
         self.tail = []
         self.changed = True
+        self.candidate = state.candidate
 
 
 def recent_ts(state: MeterState) -> list[int]:
@@ -189,6 +219,9 @@ class CounterReset(msgspec.Struct, frozen=True):
 class Rejected(NamedTuple):
     reason: Reason
     detail: str
+    state: MeterState | None = None
+    """The meter's new state when the rejection changes it (a counter candidate), else
+    ``None`` (state unchanged)."""
 
 
 class Admitted(NamedTuple):
@@ -260,7 +293,8 @@ def admit(
     """Check a valid, non-duplicate reading against the meter's history.
 
     Counter rule, applied to readings newer than the meter's last accepted one (a late reading
-    is not compared: the counter between its neighbours is unknown):
+    is not compared: the counter between its neighbours is unknown). The reference is the
+    last accepted counter and its event time (``energy_wh``, ``energy_ts_ms``):
 
     * a decrease of at most ``counter_tolerance_wh`` is rounding noise: accepted, the state
       keeps the higher value;
@@ -268,6 +302,15 @@ def admit(
       ``<= reset_floor_wh`` or ``<= previous * reset_ratio``: accepted and reported in
       ``counter_resets``; otherwise it is a glitch: ``counter_backwards``;
     * an increase larger than ``max_power_w x elapsed + energy_slack_wh`` is ``out_of_range``.
+
+    A rejected jump or drop is remembered as a :class:`CounterCandidate` (the reference does
+    not move). A later rejected reading that continues the candidate consistently (not below
+    it by more than the tolerance, not above it by more than the connection allows since the
+    candidate) counts one more; the ``counter_confirmations``-th such reading is accepted as a
+    counter discontinuity: like a reset, the state restarts from it and it is reported in
+    ``counter_resets``. Any other rejected jump or drop starts a new candidate, and an accepted
+    reading with a counter drops it, so a one-off spike or alternating garbage is never
+    confirmed.
 
     A late reading (older than the last accepted one) is accepted and remembered, unless the
     meter's memory is full and it is older than everything remembered: it might be a re-send
@@ -281,8 +324,10 @@ def admit(
         prev = state.energy_wh
         reset: float | None = None
         new_energy, energy_ts = prev, state.energy_ts_ms
+        candidate = state.candidate
         if energy is not None:
             energy_ts = ts_ms
+            candidate = None
             if prev is None or energy > prev:
                 new_energy = energy
             if prev is not None and energy < prev - limits.counter_tolerance_wh:
@@ -290,22 +335,20 @@ def admit(
                     reset = prev
                     new_energy = energy
                 else:
-                    return Rejected(
-                        Reason.COUNTER_BACKWARDS,
-                        f"energy_wh {energy} < previous {prev} at ts {state.energy_ts_ms} "
-                        "(not low enough to be a meter reset)",
-                    )
+                    rejected = _discontinuity(state, prev, ts_ms, energy, info, limits)
+                    if rejected is not None:
+                        return rejected
+                    reset = prev  # a confirmed drop to a new level
+                    new_energy = energy
             elif prev is not None and energy > prev:
                 allowed = max_energy_increase(info, limits, ts_ms - state.energy_ts_ms)
                 if energy - prev > allowed:
-                    return Rejected(
-                        Reason.OUT_OF_RANGE,
-                        f"energy_wh jumped by {energy - prev} Wh since ts "
-                        f"{state.energy_ts_ms}, more than {allowed:.1f} Wh the connection "
-                        "allows",
-                    )
+                    rejected = _discontinuity(state, prev, ts_ms, energy, info, limits)
+                    if rejected is not None:
+                        return rejected
+                    reset = prev  # a confirmed jump to a new level
         recent = (state.recent + _pack1(ts_ms))[-8 * memory :]
-        return Admitted(MeterState(ts_ms, new_energy, energy_ts, recent), reset)
+        return Admitted(MeterState(ts_ms, new_energy, energy_ts, recent, candidate), reset)
     remembered = recent_ts(state)
     if len(remembered) >= memory and ts_ms < remembered[-memory]:
         return Rejected(
@@ -315,9 +358,61 @@ def admit(
         )
     insort(remembered, ts_ms)
     late = MeterState(
-        state.last_ts_ms, state.energy_wh, state.energy_ts_ms, pack_ts(remembered[-memory:])
+        state.last_ts_ms,
+        state.energy_wh,
+        state.energy_ts_ms,
+        pack_ts(remembered[-memory:]),
+        state.candidate,
     )
     return Admitted(late, None)
+
+
+def _discontinuity(
+    state: MeterState,
+    prev: float,
+    ts_ms: int,
+    energy: float,
+    info: MeterInfo,
+    limits: IngestLimits,
+) -> Rejected | None:
+    """A counter reading that neither continues the reference nor is a reset: ``None`` when
+    it confirms the meter's candidate (accept it as a discontinuity), else the rejection, with
+    the new candidate in its state."""
+    c = state.candidate
+    need = limits.counter_confirmations
+    if c is None or ts_ms <= c.ts_ms:  # no candidate, or not after it (a re-send): no evidence
+        n = 1 if c is None else c.readings
+        cand = CounterCandidate(energy, ts_ms, 1) if c is None else c
+    elif (
+        c.energy_wh - limits.counter_tolerance_wh <= energy
+        and energy - c.energy_wh <= max_energy_increase(info, limits, ts_ms - c.ts_ms)
+    ):
+        if c.readings >= need:
+            return None
+        n = c.readings + 1
+        cand = CounterCandidate(max(c.energy_wh, energy), ts_ms, n)
+    else:
+        n = 1
+        cand = CounterCandidate(energy, ts_ms, 1)
+    elapsed_s = (ts_ms - state.energy_ts_ms) / 1000.0
+    if energy > prev:
+        allowed = max_energy_increase(info, limits, ts_ms - state.energy_ts_ms)
+        reason = Reason.OUT_OF_RANGE
+        what = (
+            f"counter jump +{energy - prev:.1f} Wh in {elapsed_s:.10g} s since the last accepted "
+            f"counter {prev} at ts {state.energy_ts_ms} (the connection allows {allowed:.1f} Wh)"
+        )
+    else:
+        reason = Reason.COUNTER_BACKWARDS
+        what = (
+            f"counter drop {energy - prev:.1f} Wh in {elapsed_s:.10g} s: energy_wh {energy} < "
+            f"last accepted {prev} at ts {state.energy_ts_ms} (not low enough to be a reset)"
+        )
+    detail = f"{what}; awaiting confirmation ({n}/{need + 1} readings at the new level)"
+    new_state = MeterState(
+        state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, cand
+    )
+    return Rejected(reason, detail, None if cand == c else new_state)
 
 
 def max_energy_increase(info: MeterInfo, limits: IngestLimits, elapsed_ms: int) -> float:

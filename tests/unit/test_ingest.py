@@ -20,7 +20,7 @@ from app.domain.ingest import (
     Reason,
     ingest_batch,
 )
-from app.domain.ingest_validate import recent_ts
+from app.domain.ingest_validate import CounterCandidate, recent_ts
 from app.domain.reading import Reading
 from app.domain.registry import MeterInfo
 from app.domain.tic import build_frame_historique, build_frame_standard
@@ -516,3 +516,181 @@ def test_dedup_memory_is_kept_across_many_readings_of_one_meter_in_a_batch() -> 
     assert recent_ts(result.states["m-1"]) == [T0 - 3000, T0 - 2000, T0 - 1000]
     assert result.per_record[-2:] == [(0, 1, 0), (0, 0, 1)]
     assert reasons(result) == ["ts_too_old"]
+
+
+# -- counter discontinuities: a rejected jump/drop is confirmed by the readings after it ----------
+
+OK, RESET, OOR, BACK = "ok", "reset", "out_of_range", "counter_backwards"
+
+
+def outcomes(result: IngestResult, records: Sequence[RawRecord]) -> list[str]:
+    """Per record: ``ok``, ``reset`` (accepted, in counter_resets) or the dead-letter reason."""
+    resets = {c.ts_ms for c in result.counter_resets}
+    dead = {d.offset: d.reason.value for d in result.dead}
+    accepted = iter(result.readings)
+    out = []
+    for r, tally in zip(records, result.per_record, strict=True):
+        if tally == (1, 0, 0):
+            out.append(RESET if next(accepted).ts_ms in resets else OK)
+        else:
+            out.append(dead[r.offset] if tally == (0, 0, 1) else "duplicate")
+    return out
+
+
+def counter_records(series: Sequence[tuple[int, float | None]]) -> list[RawRecord]:
+    """``(seconds after T0 - 1 h, energy_wh)`` -> one m-1 record each (9 kW: 150 Wh a minute)."""
+    t = T0 - 3_600_000
+    return [
+        rec(reading(t + s * 1000, energy_wh=e if e is not None else ...), i, t + s * 1000 + 500)
+        for i, (s, e) in enumerate(series)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("series", "expected", "final_wh"),
+    [
+        pytest.param(  # one spike: rejected, the reference does not move, normal readings go on
+            [(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_000_100.0), (180, 1_000_200.0),
+             (240, 1_000_300.0), (300, 1_000_400.0)],
+            [OK, OOR, OK, OK, OK, OK], 1_000_400.0, id="single-spike"),
+        pytest.param(  # three spikes in a row at a consistent level, then back: not confirmed
+            [(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_200_100.0), (180, 1_200_200.0),
+             (240, 1_000_300.0), (300, 1_200_300.0)],
+            [OK, OOR, OOR, OOR, OK, OOR], 1_000_300.0, id="spikes-then-back"),
+        pytest.param(  # meter replaced by one reading 200 kWh higher: confirmed by 3 readings
+            [(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_200_100.0), (180, 1_200_200.0),
+             (240, 1_200_300.0), (300, 1_200_400.0)],
+            [OK, OOR, OOR, OOR, RESET, OK], 1_200_400.0, id="persistent-jump"),
+        pytest.param(  # equal values count as continuing (within counter_tolerance_wh too)
+            [(0, 1_000_000.0), (1, 1_200_000.0), (2, 1_200_000.0), (3, 1_199_999.5),
+             (4, 1_200_000.0), (5, 1_200_000.5)],
+            [OK, OOR, OOR, OOR, RESET, OK], 1_200_000.5, id="persistent-jump-1hz"),
+        pytest.param(  # a spike between normal readings is never confirmed
+            [(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_000_100.0), (180, 1_200_000.0),
+             (240, 1_000_200.0), (300, 1_200_000.0), (360, 1_000_300.0), (420, 1_200_000.0)],
+            [OK, OOR, OK, OOR, OK, OOR, OK, OOR], 1_000_300.0, id="alternating-spikes"),
+        pytest.param(  # two garbage levels alternating: each restarts the candidate
+            [(0, 1_000_000.0), (60, 1_200_000.0), (120, 5_000_000.0), (180, 1_200_100.0),
+             (240, 5_000_100.0), (300, 1_200_200.0), (360, 5_000_200.0), (420, 1_200_300.0)],
+            [OK, OOR, OOR, OOR, OOR, OOR, OOR, OOR], 1_000_000.0, id="alternating-garbage"),
+        pytest.param(  # rising faster than the connection from the candidate: not continuing it
+            [(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_201_000.0), (180, 1_202_000.0),
+             (240, 1_203_000.0)],
+            [OK, OOR, OOR, OOR, OOR], 1_000_000.0, id="candidate-rising-too-fast"),
+        pytest.param(  # a spurious reset, then the real counter returns and is confirmed
+            [(0, 5_000_000.0), (60, 0.0), (120, 5_000_100.0), (180, 5_000_200.0),
+             (240, 5_000_300.0), (300, 5_000_400.0), (360, 5_000_500.0)],
+            [OK, RESET, OOR, OOR, OOR, RESET, OK], 5_000_500.0, id="reset-then-back"),
+        pytest.param(  # a drop that is not a reset, persisting: a replacement meter
+            [(0, 1_000_000.0), (60, 600_000.0), (120, 600_050.0), (180, 600_100.0),
+             (240, 600_150.0), (300, 600_200.0)],
+            [OK, BACK, BACK, BACK, RESET, OK], 600_200.0, id="persistent-drop"),
+        pytest.param(  # a one-off drop glitch
+            [(0, 1_000_000.0), (60, 600_000.0), (120, 1_000_100.0), (180, 600_000.0),
+             (240, 1_000_200.0)],
+            [OK, BACK, OK, BACK, OK], 1_000_200.0, id="drop-glitches"),
+        pytest.param(  # elapsed counts from the last accepted counter, not from the spike
+            [(0, 1_000_000.0), (60, 1_500_000.0), (120, 1_000_400.0)],
+            [OK, OOR, OK], 1_000_400.0, id="elapsed-from-last-accepted"),
+        pytest.param(  # ... nor from a reading without a counter: 120 s -> 300 + 100 Wh
+            [(0, 1_000_000.0), (60, None), (120, 1_000_400.0), (180, 1_000_651.0)],
+            [OK, OK, OK, OOR], 1_000_400.0, id="elapsed-ignores-no-counter"),
+        pytest.param(  # offline 3 days, back within 9 kW x 72 h: a plain reading
+            [(0, 1_000_000.0), (3 * 86_400, 1_600_000.0)],
+            [OK, OK], 1_600_000.0, id="offline-days-plausible"),
+        pytest.param(  # readings without a counter neither confirm nor drop the candidate
+            [(0, 1_000_000.0), (60, 1_200_000.0), (90, None), (120, 1_200_100.0), (150, None),
+             (180, 1_200_200.0), (240, 1_200_300.0)],
+            [OK, OOR, OK, OOR, OK, OOR, RESET], 1_200_300.0, id="no-counter-in-between"),
+    ],
+)  # fmt: skip
+def test_counter_discontinuity_needs_confirmation(
+    series: list[tuple[int, float | None]], expected: list[str], final_wh: float
+) -> None:
+    records = counter_records(series)
+    result = run(records)
+    assert outcomes(result, records) == expected
+    assert result.states["m-1"].energy_wh == final_wh
+    # the same readings one batch each: the candidate lives in the stored state
+    states: dict[str, MeterState] = {}
+    one_by_one = []
+    for r in records:
+        step = run([r], states=states)
+        one_by_one += outcomes(step, [r])
+        states = {**states, **step.states}
+        # the state goes through the changelog between batches
+        states = {k: msgspec.msgpack.decode(msgspec.msgpack.encode(v), type=MeterState)
+                  for k, v in states.items()}  # fmt: skip
+    assert one_by_one == expected
+    assert states["m-1"] == result.states["m-1"]
+
+
+def test_confirmed_jump_is_reported_as_a_counter_reset_with_a_clear_trail() -> None:
+    series = [(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_200_100.0), (180, 1_200_200.0),
+              (240, 1_200_300.0)]  # fmt: skip
+    records = counter_records(series)
+    result = run(records)
+    t = T0 - 3_600_000
+    (reset,) = result.counter_resets
+    assert (reset.meter_id, reset.household_id, reset.ts_ms) == ("m-1", "hh-1", t + 240_000)
+    assert (reset.previous_wh, reset.new_wh) == (1_000_000.0, 1_200_300.0)
+    assert [d.detail for d in result.dead] == [
+        f"counter jump +{j:.1f} Wh in {s} s since the last accepted counter 1000000.0 at ts {t} "
+        f"(the connection allows {9_000 * s / 3600 + 100:.1f} Wh); awaiting confirmation "
+        f"({n}/4 readings at the new level)"
+        for n, (s, j) in enumerate([(60, 200_000), (120, 200_100), (180, 200_200)], start=1)
+    ]
+    state = result.states["m-1"]
+    assert (state.energy_wh, state.energy_ts_ms) == (1_200_300.0, t + 240_000)
+    assert state.candidate is None
+
+
+def test_candidate_is_kept_in_state_and_a_resend_does_not_confirm_it() -> None:
+    t = T0 - 3_600_000
+    spike = rec(reading(t + 60_000, energy_wh=1_200_000.0), offset=1)
+    result = run([rec(reading(t, energy_wh=1_000_000.0)), spike, spike, spike, spike])
+    assert reasons(result) == [OOR] * 4  # rejected readings are not remembered as duplicates
+    state = result.states["m-1"]
+    assert (state.last_ts_ms, state.energy_wh, state.energy_ts_ms) == (t, 1_000_000.0, t)
+    assert state.candidate == CounterCandidate(1_200_000.0, t + 60_000, 1)
+    assert all(d.detail.endswith("(1/4 readings at the new level)") for d in result.dead)
+
+
+def test_old_four_field_state_decodes_without_a_candidate() -> None:
+    old = msgspec.msgpack.encode([T0, 1_000.0, T0, T0.to_bytes(8, "little")])
+    state = msgspec.msgpack.decode(old, type=MeterState)
+    assert state == MeterState(T0, 1_000.0, T0, T0.to_bytes(8, "little"))
+    assert state.candidate is None
+
+
+def test_counter_confirmations_is_a_limit() -> None:
+    limits = IngestLimits(counter_confirmations=1)
+    records = counter_records([(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_200_100.0)])
+    assert outcomes(run(records, limits=limits), records) == [OK, OOR, RESET]
+    with pytest.raises(ValueError, match="counter_confirmations"):
+        IngestLimits(counter_confirmations=0)
+
+
+def test_store_and_forward_array_confirms_a_jump_on_both_paths() -> None:
+    t = T0 - 3_600_000
+    items = [reading(t + 60_000 * i, energy_wh=e) for i, e in enumerate(
+        [1_000_000.0, 1_000_100.0, 3_000_000.0, 3_000_100.0, 3_000_200.0, 3_000_300.0,
+         3_000_400.0])]  # fmt: skip
+    result = run([rec(items)])
+    assert result.per_record == [(4, 0, 3)]
+    assert [d.index for d in result.dead] == [2, 3, 4]
+    resets = [(c.previous_wh, c.new_wh) for c in result.counter_resets]
+    assert resets == [(1_000_100.0, 3_000_300.0)]
+    assert result.states["m-1"].energy_wh == 3_000_400.0
+
+
+def test_tic_meter_replaced_by_one_with_a_higher_counter() -> None:
+    east = [123_456, 45_000_000, 45_000_010, 45_000_020, 45_000_030]
+    frames = [
+        tic_envelope(build_frame_standard(STD | {"EAST": f"{e:09d}"}), T0 - 60_000 * (5 - i))
+        for i, e in enumerate(east)
+    ]
+    result = run([tic_rec(f, offset=i) for i, f in enumerate(frames)])
+    assert result.per_record == [(1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 1), (1, 0, 0)]
+    resets = [(c.previous_wh, c.new_wh) for c in result.counter_resets]
+    assert resets == [(123_456.0, 45_000_030.0)]

@@ -300,6 +300,51 @@ def test_horodate_winter_and_summer() -> None:
     assert horodates(ts, "Europe/Paris") == ["H260121010000", "E260621020000"]
 
 
+def _clock_skew_payloads(spec: HouseholdSpec, skew_s: int) -> tuple[list[tuple[int, int, bytes]],
+                                                                     list[Fault]]:
+    """A clock-skew fault planned for ``spec`` and four 60 s chunks rendered across it."""
+    fault = plan_faults(spec, WINTER + 30, WINTER + 31, np.random.default_rng(5), per_day=1e7,
+                        kinds=("clock_skew",))
+    assert [f.kind for f in fault] == ["clock_skew"]
+    # the planned duration (>= 10 min) is cut at the planning window; keep 60 s, our skew
+    f = Fault("clock_skew", spec.household_id, spec.meter_id, fault[0].start_ms,
+              fault[0].start_ms + 60_000, {"skew_s": skew_s})
+    sim = HouseholdSimulator(spec, [f])
+    out = []
+    for k in range(4):
+        c = sim.render(WINTER + 60 * k, 60)
+        out += [(i + 60 * k, ts, raw) for i, ts, raw in chunk_payloads(c, ts_offset_ms=250)]
+    return out, [f]
+
+
+@pytest.mark.parametrize("skew_s", [-3600, -120, 45, 300, 3600])
+def test_clock_skew_on_a_standard_tic_meter(population: list[HouseholdSpec], skew_s: int) -> None:
+    """The skewed node clock makes event times jump inside a chunk; frames still render."""
+    spec = spec_where(population, tic_mode="standard")
+    out, (f,) = _clock_skew_payloads(spec, skew_s)
+    assert [i for i, _, _ in out] == list(range(240))
+    for i, ts, raw in out:
+        env = TIC_DEC.decode(raw)
+        skewed = f.start_ms <= (WINTER + i) * 1000 < f.end_ms
+        assert ts == ts_ms_of(env.ts) == (WINTER + i) * 1000 + 250 + (skew_s * 1000 if skewed
+                                                                      else 0)
+        frame = parse_frame(env.frame)  # every checksum verified
+        assert frame.horodates["DATE"] == horodates(np.array([ts]), spec.timezone)[0]
+        assert measures(frame).meter_id == spec.meter_id
+    again, _ = _clock_skew_payloads(spec, skew_s)
+    assert again == out  # deterministic
+
+
+def test_horodates_of_unsorted_stamps_across_a_dst_change() -> None:
+    change = 1_774_746_000  # 2026-03-29T01:00:00Z: Paris goes from +01:00 to +02:00
+    ts = np.array([change + 5, change - 5, change - 3600, change, change - 1, change + 3600],
+                  dtype=np.int64) * 1000
+    one_by_one = [horodates(ts[k : k + 1], "Europe/Paris")[0] for k in range(len(ts))]
+    assert horodates(ts, "Europe/Paris") == one_by_one == [
+        "E260329030005", "H260329015955", "H260329010000", "E260329030000", "H260329015959",
+        "E260329040000"]
+
+
 @pytest.mark.parametrize("variant", JSON_MALFORMATIONS)
 def test_json_malformations_are_rejected(population: list[HouseholdSpec], variant: str) -> None:
     spec = spec_where(population, tic_mode=None)
