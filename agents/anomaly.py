@@ -70,7 +70,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
 @app.agent(readings_topic, name="anomaly")
 async def anomaly(stream):  # type: ignore[no-untyped-def]
     detector_states.attach(stream)
-    async for events in stream.noack_take(settings.batch_size, settings.batch_within_s):
+    async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         async with detector_states.lock:
             await process(events)
             detector_states.hold(events)

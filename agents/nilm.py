@@ -62,7 +62,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
 @app.agent(readings_topic, name="nilm")
 async def nilm(stream):  # type: ignore[no-untyped-def]
     nilm_states.attach(stream)
-    async for events in stream.noack_take(settings.batch_size, settings.batch_within_s):
+    async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         async with nilm_states.lock:
             await process(events)
             nilm_states.hold(events)

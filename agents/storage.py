@@ -52,6 +52,12 @@ async def _rejected(line: bytes, message: str) -> None:
 
 sink = InfluxSink(settings, on_rejected=_rejected)
 
+
+@app.on_before_shutdown.connect
+async def _close_sink(app_, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Close the InfluxDB client (its aiohttp session) when the worker stops."""
+    await sink.stop()
+
 _window_topic_set = app.topic(*(t.get_topic_name() for t in window_topics.values()),
                               key_type=bytes, value_type=bytes, key_serializer="raw",
                               value_serializer="raw")
@@ -61,7 +67,7 @@ _window_topic_set = app.topic(*(t.get_topic_name() for t in window_topics.values
 async def store_readings(stream):  # type: ignore[no-untyped-def]
     await sink.start()
     async for events in stream.take_events(settings.influx_batch_points,
-                                           settings.batch_within_s):
+                                           settings.stream_within_s):
         lines: list[str] = []
         channels: list[str] = []
         reading_line = lineproto.reading
@@ -80,7 +86,7 @@ async def store_readings(stream):  # type: ignore[no-untyped-def]
 async def store_windows(stream):  # type: ignore[no-untyped-def]
     await sink.start()
     async for events in stream.take_events(settings.influx_batch_points,
-                                           settings.batch_within_s):
+                                           settings.stream_within_s):
         by_rp: dict[str, list[str]] = {}
         for e in events:
             w = _window_decoder.decode(e.message.value)
@@ -101,7 +107,7 @@ async def store_events(stream):  # type: ignore[no-untyped-def]
     alerts = alerts_topic.get_topic_name()
     appliance = appliance_events_topic.get_topic_name()
     async for events in stream.take_events(settings.influx_batch_points,
-                                           settings.batch_within_s):
+                                           settings.stream_within_s):
         by_rp: dict[str, list[str]] = {}
         for e in events:
             doc = _json.decode(e.message.value)

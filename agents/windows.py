@@ -117,7 +117,7 @@ def live(household_id: str) -> dict[str, object] | None:
 @app.agent(readings_topic, name="windows")
 async def windows(stream):  # type: ignore[no-untyped-def]
     window_states.attach(stream)
-    async for events in stream.noack_take(settings.batch_size, settings.batch_within_s):
+    async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         async with window_states.lock:
             await process(events)
             window_states.hold(events)

@@ -132,7 +132,12 @@ class Settings(BaseSettings):
     batch_size: int = 5000
     """Messages taken from a stream at once (``take_events``)."""
     batch_within_s: float = 0.5
-    """Longest wait for a batch to fill."""
+    """Ingest: longest wait for raw records to arrive (the fetch returns as soon as there are
+    some)."""
+    stream_within_s: float = 0.1
+    """Agents on the readings topic: longest wait for more messages before processing what
+    arrived (each message already holds a batch of readings, so a short wait keeps latency
+    low without losing the batching)."""
 
     @property
     def kafka_servers(self) -> str:

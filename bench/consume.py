@@ -119,7 +119,7 @@ def measure(topic: str, expected: int, payloads: list[bytes], reps: int = 3
 
 
 def run(quick: bool = False) -> dict[str, dict[str, Any]]:
-    households, seconds = (2000, 45) if quick else (5000, 90)
+    households, seconds = (2000, 45) if quick else (4000, 90)
     iso = Isolation.for_run(new_run_id(), "consume")
     try:
         iso.setup()

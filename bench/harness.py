@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +137,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def code_fingerprint(root: Path = REPO) -> str:
+    """Short hash of the worker's code (``agents/``, ``app/`` Python files): runs compared
+    side by side must have run the same code (the tree may change under a long suite)."""
+    import hashlib
+
+    h = hashlib.sha1(usedforsecurity=False)
+    for path in sorted([*root.glob("agents/**/*.py"), *root.glob("app/**/*.py")]):
+        h.update(str(path.relative_to(root)).encode())
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            continue
+    return h.hexdigest()[:10]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -446,8 +461,20 @@ class Worker:
         except OSError:
             return ""
 
+    def keep_log(self) -> Path | None:
+        """Copy the worker's log (``-l warn``) to ``$TMPDIR/wfbench-logs/`` before the data
+        directory is removed; returns where."""
+        dest = Path(tempfile.gettempdir()) / "wfbench-logs" / f"{self.iso.prefix}-{self.name}.log"
+        try:
+            dest.parent.mkdir(exist_ok=True)
+            shutil.copyfile(self.log_path, dest)
+        except OSError:
+            return None
+        return dest
+
     def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM (Faust stops gracefully), SIGKILL after ``timeout``; returns the exit code."""
+        """SIGTERM (Faust stops gracefully), SIGKILL after ``timeout``; returns the exit code.
+        The log is kept (:meth:`keep_log`)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -459,6 +486,7 @@ class Worker:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 self.proc.wait(10)
+        self.keep_log()
         return self.proc.returncode
 
 
@@ -589,6 +617,26 @@ class Progress:
         return None if c is None else c - self.cpu_first
 
 
+def wait_checkpoint(workers: Sequence[Worker], since: float, timeout: float,
+                    settle_s: float = 2.0, poll_s: float = 0.25) -> Samples:
+    """After processing ended: wait until the workers' table writes moved past ``since``
+    (the next periodic checkpoint wrote the state of what was processed) and then stayed
+    still for ``settle_s``; returns the last samples (also on timeout)."""
+    t_end = time.monotonic() + timeout
+    last, last_change = since, time.monotonic()
+    samples: Samples = {}
+    while time.monotonic() < t_end:
+        samples = _sum_samples(m for m in (w.metrics() for w in workers) if m is not None)
+        writes = metric_sum(samples, "wattflow_table_writes_total")
+        now = time.monotonic()
+        if writes != last:
+            last, last_change = writes, now
+        elif writes > since and now - last_change >= settle_s:
+            break
+        time.sleep(poll_s)
+    return samples
+
+
 def _sum_samples(parts: Iterable[Samples]) -> Samples:
     out: Samples = {}
     for s in parts:
@@ -599,53 +647,55 @@ def _sum_samples(parts: Iterable[Samples]) -> Samples:
 
 def wait_processed(workers: Sequence[Worker], expected: int, *, influx: bool = True,
                    timeout: float = 300.0, stall_s: float = 30.0, poll_s: float = 0.1,
-                   on_poll: Callable[[Samples], None] | None = None) -> Progress:
+                   quiet_s: float = 1.0) -> Progress:
     """Poll the workers' metrics until ``expected`` raw records were consumed, every valid
-    reading was windowed and (``influx``) written to InfluxDB. CPU is the sum over workers,
-    read at the same polls as the counters."""
+    reading was windowed and (``influx``) written to InfluxDB, and no counter moved for
+    ``quiet_s`` (records replayed after a rebalance inflate every counter, so "reached the
+    count" alone could end early). A stage ends at the poll where its counter last moved;
+    CPU is the sum over workers, read at the same polls as the counters."""
     t_end = time.monotonic() + timeout
     t_first = time.monotonic()
     cpu_first = sum(w.cpu() for w in workers)
     started = False
     last_change = time.monotonic()
     last_key: tuple[float, ...] = ()
-    t_win = t_inf = None
-    cpu_win = cpu_inf = None
+    win_at = inf_at = (t_first, cpu_first)
     samples: Samples = {}
+    raw = valid = windowed = points = 0.0
     while True:
         now = time.monotonic()
         cpu = sum(w.cpu() for w in workers if w.alive())
         parts = [m for m in (w.metrics() for w in workers) if m is not None]
         samples = _sum_samples(parts)
+        prev = (raw, windowed, points)
         raw = metric_sum(samples, "wattflow_raw_records_total")
         valid = metric_sum(samples, "wattflow_readings_valid_total")
         windowed = metric_sum(samples, "wattflow_readings_windowed_total")
         points = metric_sum(samples, "wattflow_influx_points_written_total",
                             measurement="reading")
-        if on_poll is not None:
-            on_poll(samples)
+        if windowed != prev[1] or raw != prev[0]:
+            win_at = (now, cpu)
+        if points != prev[2]:
+            inf_at = (now, cpu)
         if not started:
             if raw > 0:
                 started = True
             else:
                 t_first, cpu_first = now, cpu
-        if started:
-            ingest_done = raw >= expected
-            if t_win is None and ingest_done and windowed >= valid:
-                t_win, cpu_win = now, cpu
-            if influx and t_inf is None and ingest_done and points >= valid:
-                t_inf, cpu_inf = now, cpu
-            if t_win is not None and (t_inf is not None or not influx):
-                break
         key = (raw, windowed, points)
         if key != last_key:
             last_key, last_change = key, now
+        win_done = started and raw >= expected and windowed >= valid
+        inf_done = win_done and points >= valid
+        if win_done and (inf_done or not influx) and now - last_change >= quiet_s:
+            t_inf, cpu_inf = inf_at if inf_done else (None, None)
+            return Progress(int(raw), valid, windowed, points, t_first, win_at[0], t_inf,
+                            cpu_first, win_at[1], cpu_inf, samples)
         if not all(w.alive() for w in workers):
             dead = [w for w in workers if not w.alive()]
             raise RuntimeError(f"worker {dead[0].name} exited: {dead[0].tail()}")
         if now > t_end or (started and now - last_change > stall_s):
-            return Progress(int(raw), valid, windowed, points, t_first, t_win, t_inf,
-                            cpu_first, cpu_win, cpu_inf, samples, timed_out=True)
+            return Progress(int(raw), valid, windowed, points, t_first,
+                            win_at[0] if win_done else None, None, cpu_first,
+                            win_at[1] if win_done else None, None, samples, timed_out=True)
         time.sleep(poll_s)
-    return Progress(int(raw), valid, windowed, points, t_first, t_win, t_inf, cpu_first,
-                    cpu_win, cpu_inf, samples)

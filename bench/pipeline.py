@@ -39,6 +39,7 @@ from bench.harness import (
     Progress,
     Worker,
     bootstrap,
+    code_fingerprint,
     end_offsets,
     list_topics,
     log,
@@ -46,6 +47,7 @@ from bench.harness import (
     new_run_id,
     prefill,
     register_population,
+    wait_checkpoint,
     wait_processed,
 )
 
@@ -55,7 +57,7 @@ CHANGELOG_NAIVE = 1.0
 
 def sizes(quick: bool) -> tuple[int, int]:
     """(households, seconds) of the prefill: ~70 k readings quick, ~450 k full."""
-    return (2000, 45) if quick else (6000, 90)
+    return (2000, 45) if quick else (4000, 90)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class PipelineRun:
     loop: str
     workers: int
     readings: int
+    """Distinct readings of the input (records replayed after a rebalance not counted)."""
     valid: float
     dead: float
     progress: Progress
@@ -116,14 +119,18 @@ def _r(x: float | None) -> float | None:
 
 
 def run_pipeline(run_id: str, stage: str, pf: Prefill, *, loop: str = "uvloop",
-                 workers: int = 1, timeout: float = 240.0) -> PipelineRun:
-    """One isolated pipeline over the pre-filled raw topic; topics and database removed after."""
+                 workers: int = 1, timeout: float = 240.0,
+                 await_checkpoint: bool = False) -> PipelineRun:
+    """One isolated pipeline over the pre-filled raw topic; topics and database removed after.
+    ``await_checkpoint``: after the readings are processed, also wait for the next periodic
+    checkpoint (``checkpoint_interval_s``), so table writes cover every processed reading."""
     import asyncio
 
     iso = Isolation.for_run(run_id, stage)
     ws: list[Worker] = []
     try:
         iso.setup()
+        code = code_fingerprint()
         t0 = time.monotonic()
         ws = [Worker(iso, loop=loop, name=f"w{i}") for i in range(workers)]
         for w in ws:
@@ -137,22 +144,28 @@ def run_pipeline(run_id: str, stage: str, pf: Prefill, *, loop: str = "uvloop",
         progress = wait_processed(ws, pf.readings, influx=True, timeout=timeout, stall_s=20)
         busy = machine.busy_share()
         s = progress.samples
+        if await_checkpoint:
+            interval = iso.settings().checkpoint_interval_s
+            s = wait_checkpoint(ws, metric_sum(s, "wattflow_table_writes_total"),
+                                timeout=interval + 8)
         dead = metric_sum(s, "wattflow_readings_invalid_total")
         changelogs = asyncio.run(list_topics(bootstrap(), f"{iso.prefix}-"))
         changelogs = [t for t in changelogs if t.endswith("-changelog")]
         ends = asyncio.run(end_offsets(bootstrap(), changelogs)) if changelogs else {}
         used = "influx" if progress.t_influx is not None else "windows"
         run = PipelineRun(
-            stage, loop, workers, progress.readings, progress.valid, dead, progress, startup,
+            stage, loop, workers, pf.readings, progress.valid, dead, progress, startup,
             metric_sum(s, "wattflow_table_writes_total"), sum(ends.values()),
             metric_sum(s, "wattflow_influx_paused_seconds_total"),
             metric_sum(s, "wattflow_windows_emitted_total"), used,
             {"changelog_topics": ends, "machine_cpu_busy": round(busy, 3),
+             "raw_records_consumed": progress.readings, "code": code,
              "ingest_batches": metric_sum(s, "wattflow_ingest_batch_records_count")})
         if progress.t_windows is None:
             raise RuntimeError(f"{stage}: pipeline did not finish: {run.summary()}")
         log(f"{stage}: {run.per_cpu_s:,.0f} readings/CPU-s, {run.per_wall_s:,.0f} readings/wall-s"
-            f" ({run.readings:,} in {run.wall_s:.1f} s, until {used}; dead {dead:.0f})")
+            f" ({run.readings:,} in {run.wall_s:.1f} s, until {used}; dead {dead:.0f}; "
+            f"{progress.readings:,} raw records consumed)")
         return run
     finally:
         for w in ws:
@@ -172,6 +185,12 @@ def figures(ceiling: dict[str, Any], uv: PipelineRun, aio: PipelineRun | None,
             two: PipelineRun | None, pf: Prefill) -> dict[str, dict[str, Any]]:
     """The figures of this module from measured runs (pure: unit tested)."""
     out: dict[str, dict[str, Any]] = {"consume_ceiling": ceiling}
+
+    def same_code(*runs: PipelineRun | None) -> str:
+        codes = {r.extra.get("code") for r in runs if r is not None}
+        return "" if len(codes) <= 1 else (
+            " WARNING: the code under agents/ or app/ changed between these runs "
+            f"({', '.join(sorted(str(c) for c in codes))}): not comparable")
     base_cpu = ceiling["value"]
     base_wall = ceiling.get("detail", {}).get("per_wall_s", float("nan"))
     input_note = (f"{pf.readings:,} readings of {pf.households:,} JSON households x "
@@ -188,8 +207,9 @@ def figures(ceiling: dict[str, Any], uv: PipelineRun, aio: PipelineRun | None,
     n = max(uv.readings, 1)
     out["changelog_per_reading"] = _fig(
         uv.table_writes / n, CHANGELOG_NAIVE, "changelog msgs/reading",
-        f"wattflow_table_writes_total / readings of the pipeline run (catch-up: many readings "
-        f"per household per checkpoint); changelog topics' end offsets: "
+        f"wattflow_table_writes_total / readings of the pipeline run, counted after the next "
+        f"periodic checkpoint (catch-up: many readings per household per checkpoint); "
+        f"changelog topics' end offsets: "
         f"{uv.changelog_messages / n:.3f}/reading; baseline 1 = one state write per reading",
         table_writes=uv.table_writes, changelog_messages=uv.changelog_messages,
         changelog_topics=uv.extra.get("changelog_topics"))
@@ -197,14 +217,14 @@ def figures(ceiling: dict[str, Any], uv: PipelineRun, aio: PipelineRun | None,
         out["uvloop_vs_asyncio"] = _fig(
             uv.per_cpu_s, aio.per_cpu_s, "readings/CPU-s",
             f"same pipeline run with -L uvloop vs -L aio; per wall-s {uv.per_wall_s:,.0f} vs "
-            f"{aio.per_wall_s:,.0f}",
+            f"{aio.per_wall_s:,.0f}{same_code(uv, aio)}",
             uvloop=uv.summary(), aio=aio.summary())
     if two is not None:
         out["scaling"] = _fig(
             two.per_wall_s, uv.per_wall_s, "readings/wall-s",
             f"2 workers vs 1 (-L uvloop, 4 partitions, same topic, 2 cores shared with the "
             f"broker, InfluxDB and other users); per CPU-s {two.per_cpu_s:,.0f} vs "
-            f"{uv.per_cpu_s:,.0f}; two.cpu/wall {two.cpu_s / two.wall_s:.2f}",
+            f"{uv.per_cpu_s:,.0f}; two.cpu/wall {two.cpu_s / two.wall_s:.2f}{same_code(uv, two)}",
             two=two.summary(), one=uv.summary())
     return out
 
@@ -224,19 +244,42 @@ def run(quick: bool = False, *, only: set[str] | None = None) -> dict[str, dict[
     """consume_ceiling, pipeline_vs_consume, pipeline_wall, changelog_per_reading,
     uvloop_vs_asyncio, scaling (``only`` skips the aio / two-worker runs when not wanted)."""
     want = only or {"uvloop_vs_asyncio", "scaling"}
+    reps = 1 if quick else 3
     run_id = new_run_id()
     raw, pf = prepare(quick, run_id)
     try:
         ceiling = consume.measure(pf.topic, pf.readings, pf.payloads, reps=3 if quick else 5)
         log(f"consume ceiling: {ceiling['value']:,.0f} readings/CPU-s")
-        uv = run_pipeline(run_id, "uvloop", pf, loop="uvloop")
-        aio = run_pipeline(run_id, "aio", pf, loop="aio") if "uvloop_vs_asyncio" in want \
-            else None
-        two = run_pipeline(run_id, "two", pf, loop="uvloop", workers=2) if "scaling" in want \
-            else None
-        return figures(ceiling, uv, aio, two, pf)
+        runs: dict[str, list[PipelineRun]] = {"uvloop": [], "aio": [], "two": []}
+        for i in range(reps):  # interleaved, so drift of a shared machine hits every config
+            runs["uvloop"].append(run_pipeline(run_id, f"uvloop{i}", pf, loop="uvloop",
+                                               await_checkpoint=True))
+            if "uvloop_vs_asyncio" in want:
+                runs["aio"].append(run_pipeline(run_id, f"aio{i}", pf, loop="aio"))
+            if "scaling" in want:
+                runs["two"].append(run_pipeline(run_id, f"two{i}", pf, loop="uvloop",
+                                                workers=2))
+        uv = median_run(runs["uvloop"])
+        aio = median_run(runs["aio"]) if runs["aio"] else None
+        two = median_run(runs["two"]) if runs["two"] else None
+        out = figures(ceiling, uv, aio, two, pf)
+        if reps > 1:
+            for name, fig in out.items():
+                if name == "consume_ceiling":
+                    continue
+                fig.setdefault("detail", {})["repetitions"] = {
+                    k: [r.summary() for r in v] for k, v in runs.items() if v}
+                fig["note"] += f" (median run of {reps}, interleaved)"
+        return out
     finally:
         raw.teardown(raw_too=True)
+
+
+def median_run(runs: list[PipelineRun]) -> PipelineRun:
+    """The run with the median readings per CPU-second (the lower middle one for an even
+    count)."""
+    ordered = sorted(runs, key=lambda r: r.per_cpu_s)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def main() -> None:

@@ -106,6 +106,14 @@ def _md_cell(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
+def _code_line(meta: Mapping[str, Any]) -> list[str]:
+    fp = meta.get("code_fingerprint") or {}
+    if not fp or fp.get("start") == fp.get("end"):
+        return []
+    return [f"- WARNING: the code under agents/ and app/ changed during the run "
+            f"({fp.get('start')} -> {fp.get('end')}); each run's fingerprint is in results.json"]
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """bench/RESULTS.md from a results document."""
     meta = doc.get("_meta", {})
@@ -120,6 +128,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         f"Python {machine.get('python', '?')}, load average at start/end "
         f"{machine.get('loadavg_start', '?')} / {machine.get('loadavg_end', '?')}",
         f"- code: {meta.get('git', '?')}; agents: {', '.join(meta.get('agents', [])) or '?'}",
+        *_code_line(meta),
         f"- mode: {'quick' if meta.get('quick') else 'full'}, suite wall time "
         f"{fmt(meta.get('duration_s'))} s",
         "",

@@ -201,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     mach = machine()
+    from bench.harness import code_fingerprint
+
+    code_start = code_fingerprint()
     suite = Suite(args.quick, only, args.out)
     try:
         figures = suite.run()
@@ -217,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join(["python -m bench", *argv_list]),
         "date_utc": started.isoformat(timespec="seconds"),
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": mach, "git": git_state(), "agents": agent_modules(), "quick": args.quick,
+        "machine": mach, "git": git_state(), "agents": agent_modules(),
+        "code_fingerprint": {"start": code_start, "end": code_fingerprint()},
+        "quick": args.quick,
         "only": only,
         "duration_s": round(time.monotonic() - t0, 1), "steps_s": suite.steps,
         "errors": suite.errors,

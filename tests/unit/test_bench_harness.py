@@ -13,13 +13,14 @@ from bench.harness import (
     PREFIX,
     Isolation,
     aligned_start_s,
+    code_fingerprint,
     metric_sum,
     parse_machine_stat,
     parse_metrics,
     parse_proc_stat,
     percentile,
 )
-from bench.latency import Schedule, window_latency
+from bench.latency import Schedule, level_note, window_latency
 
 # /proc/<pid>/stat of a process whose command name holds a space and a parenthesis
 STAT = ("4242 (faust (w 0)) S 1 4242 4242 0 -1 4194560 51234 0 12 0 "
@@ -115,7 +116,7 @@ def test_isolation_names_every_topic_under_the_run_prefix(tmp_path) -> None:  # 
 def test_isolation_env_drops_inherited_wattflow_vars(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("WATTFLOW_APP_ID", "wattflow")
     monkeypatch.setenv("WATTFLOW_TOPIC_ALERTS", "alerts")
-    iso = Isolation.for_run("r1", "s1")
+    iso = Isolation("r1", "s1", f"{PREFIX}r1.raw.json", f"{PREFIX}r1.raw.tic", datadir=tmp_path)
     env = iso.env()
     assert env["WATTFLOW_APP_ID"].startswith(PREFIX)
     assert env["WATTFLOW_TOPIC_ALERTS"].startswith(PREFIX)
@@ -198,3 +199,29 @@ def test_parse_machine_stat_busy_excludes_idle_and_iowait() -> None:
 def test_parse_machine_stat_needs_the_aggregate_line() -> None:
     with pytest.raises(ValueError, match="no aggregate"):
         parse_machine_stat("cpu0 1 2 3 4 5 6 7 8\n")
+
+
+def test_level_note_reports_a_lower_bound_when_no_window_arrived() -> None:
+    v = {"windows": 0, "beyond_close_lower_bound_s": 4.25, "backlog_at_end": 11873,
+         "event_loop_lag_max_s": 1.47}
+    note = level_note(50, v)
+    assert "no 1-minute window arrived within 4.2 s" in note or "within 4.3 s" in note
+    assert "11873" in note
+
+
+def test_level_note_with_windows() -> None:
+    s = {"p50": 1.0, "p99": 2.0, "max": 2.5, "n": 10}
+    note = level_note(20, {"windows": 10, "beyond_close": s, "reading_to_window": s,
+                           "beyond_end": s})
+    assert note.startswith("20%: beyond close p50/p99 1.00/2.00 s")
+
+
+def test_code_fingerprint_changes_with_agent_code(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "app").mkdir()
+    (tmp_path / "agents" / "ingest.py").write_text("A = 1\n")
+    (tmp_path / "app" / "main.py").write_text("B = 1\n")
+    before = code_fingerprint(tmp_path)
+    assert before == code_fingerprint(tmp_path)
+    (tmp_path / "agents" / "ingest.py").write_text("A = 2\n")
+    assert code_fingerprint(tmp_path) != before
