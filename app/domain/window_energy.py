@@ -69,6 +69,48 @@ def day_bounds(t_ms: int, tz: str, align_ms: int = 60_000) -> tuple[int, int]:
     return start, end
 
 
+def segment_energy(
+    ts: int,
+    w: float,
+    c: float | None,
+    m: str,
+    l_ms: int,
+    l_w: float,
+    l_wh: float,
+    a_wh: float,
+    c_ms: int,
+    c_raw: float | None,
+    c_line: float,
+    c_m: str,
+    max_gap: int,
+    max_rate: float,
+) -> tuple[float, bool, int]:
+    """Energy from the frontier (``E = a_wh``) to a reading ``(ts, w, c, m)`` that follows the
+    last committed reading ``(l_ms, l_w, l_wh)`` and counter reading ``(c_ms, c_raw, c_line,
+    c_m)``: ``(rem_wh, covered, flags)``. The one place segment energy is computed (used by
+    :class:`Cursor` and by the one-window fast path of :func:`app.domain.windows.apply`)."""
+    dt = ts - l_ms
+    covered = dt <= max_gap
+    flags = 0
+    if c is not None and c_raw is not None:
+        d = c - c_raw
+        if m == c_m and d >= 0.0 and d * MS_PER_HOUR <= max_rate * (ts - c_ms):
+            # energy the counter gives past what E already holds beyond the counter line
+            # (0 unless a virtual anchor or a clamp moved E off the line)
+            rem = d - (a_wh - c_line)
+            if rem < 0.0:  # E is ahead of the counter (interpolation overshot): wait
+                return 0.0, covered, (FLAG_ESTIMATED if rem < -1e-9 * (1.0 + d) else 0)
+            if not covered or c_ms != l_ms:
+                flags = FLAG_ESTIMATED
+            return rem, covered, flags
+        flags = FLAG_COUNTER_RESET
+    if not covered:
+        return 0.0, False, flags
+    lw = l_w if l_w > 0.0 else 0.0
+    est = (lw + (w if w > 0.0 else 0.0)) * dt / (2.0 * MS_PER_HOUR) - (a_wh - l_wh)
+    return (est if est > 0.0 else 0.0), True, flags | FLAG_ESTIMATED
+
+
 class WindowLike(Protocol):
     """What the engine reads of a stored open window (``windows.OpenWindow``)."""
 
@@ -285,36 +327,15 @@ class Cursor:
             self.commit(pts[h], self.pend_w[h], self.pend_c[h], self.pend_m[h])
 
     # ----------------------------------------------------------------- energy of a segment
-    def _segment(self, ts: int, w: float, c: float | None, m: str) -> tuple[float, bool, int]:
-        """Energy from the frontier to a reading at ``ts``: (rem_wh, covered, flags)."""
-        dt = ts - self.l_ms
-        covered = dt <= self.max_gap
-        c_raw = self.c_raw
-        flags = 0
-        if c is not None and c_raw is not None:
-            d = c - c_raw
-            if m == self.c_m and d >= 0.0 and d * MS_PER_HOUR <= self.max_rate * (ts - self.c_ms):
-                # energy the counter gives past what E already holds beyond the counter line
-                # (0 unless a virtual anchor or a clamp moved E off the line)
-                rem = d - (self.a_wh - self.c_line)
-                if rem < 0.0:  # E is ahead of the counter (interpolation overshot): wait
-                    return 0.0, covered, (FLAG_ESTIMATED if rem < -1e-9 * (1.0 + d) else 0)
-                if not covered or self.c_ms != self.l_ms:
-                    flags = FLAG_ESTIMATED
-                return rem, covered, flags
-            flags = FLAG_COUNTER_RESET
-        if not covered:
-            return 0.0, False, flags
-        lw = self.l_w if self.l_w > 0.0 else 0.0
-        est = (lw + (w if w > 0.0 else 0.0)) * dt / (2.0 * MS_PER_HOUR) - (self.a_wh - self.l_wh)
-        return (est if est > 0.0 else 0.0), True, flags | FLAG_ESTIMATED
-
     def commit(self, ts: int, w: float, c: float | None, m: str) -> None:
         """Move the frontier to a real reading and count it in its window."""
         if not self.started:
             self._start(ts, w, c, m)
             return
-        rem, covered, flags = self._segment(ts, w, c, m)
+        rem, covered, flags = segment_energy(
+            ts, w, c, m, self.l_ms, self.l_w, self.l_wh, self.a_wh,
+            self.c_ms, self.c_raw, self.c_line, self.c_m, self.max_gap, self.max_rate,
+        )  # fmt: skip
         if ts < self.e0:  # fast path: the segment stays inside the current smallest window
             if covered:
                 self.cov0 += ts - self.a_ms
@@ -355,7 +376,11 @@ class Cursor:
         if self.head < len(self.pend_ts):
             h = self.head
             ts = self.pend_ts[h]
-            rem, covered, flags = self._segment(ts, self.pend_w[h], self.pend_c[h], self.pend_m[h])
+            rem, covered, flags = segment_energy(
+                ts, self.pend_w[h], self.pend_c[h], self.pend_m[h], self.l_ms, self.l_w,
+                self.l_wh, self.a_wh, self.c_ms, self.c_raw, self.c_line, self.c_m,
+                self.max_gap, self.max_rate,
+            )  # fmt: skip
             part = rem * ((e - self.a_ms) / (ts - self.a_ms))
             self._span(e, part, covered, flags)
         else:

@@ -17,10 +17,16 @@ Semantics (see docs/windows.md for the user-facing description):
   ``now_ms + max_future_skew_ms`` is returned in ``future`` and moves nothing.
 * A window closes when ``watermark - grace_ms`` reaches its end.
 * Energy: see :mod:`app.domain.window_energy`.
+
+Live operation mostly calls :func:`apply` with one reading per household, in order, and no
+window closes: that case skips the :class:`~app.domain.window_energy.Cursor` round trip
+(``_apply_in_window``); anything else goes through ``_apply_general``. Both give exactly the
+same results (tests/unit/test_windows_fastpath.py).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -33,6 +39,7 @@ from app.domain.window_energy import (
     NO_TIME,
     ClosedTuple,
     Cursor,
+    segment_energy,
 )
 
 __all__ = [
@@ -314,10 +321,154 @@ def apply(
     """
     if not readings:
         return ApplyResult(state, [], [])
+    limit = now_ms + params.max_future_skew_ms if now_ms is not None else None
+    if state is not None:
+        res = _apply_in_window(state, readings, params, tz, limit)
+        if res is not None:
+            return res
+    return _apply_general(state, readings, params, tz, limit)
+
+
+def _apply_in_window(
+    state: HouseholdWindows,
+    readings: Sequence[Reading],
+    params: WindowParams,
+    tz: str,
+    limit: int | None,
+) -> ApplyResult | None:
+    """Fast path of :func:`apply` for the live case, or None when it does not apply.
+
+    Applies when the readings are in order, newer than the watermark, not in the future, and
+    ``watermark - grace`` stays inside the open smallest window (and, if a pending reading
+    leaves the grace period, all pending readings are of the last meter): then no window
+    closes and the only work is committing the readings that leave the grace period, each
+    inside the smallest window (the ``ts < e0`` branch of ``Cursor.commit``,
+    mirrored here on locals). The new state reuses the larger windows and the tuples that did
+    not change. Exactly the same result as :func:`_apply_general` (tested on generated
+    sequences, tests/unit/test_windows_fastpath.py).
+    """
+    ws = state.windows
+    if state.tz != tz or (ws and len(ws) != len(params.sizes)):
+        return None  # the general path stores the new zone, or raises
+    grace = params.grace_ms
+    if ws and readings[-1].ts_ms - grace >= ws[0].end_ms:
+        return None  # a window closes (checked first: big batches usually close one)
+    hid = state.household_id
+    meter = state.last_meter
+    if readings[0].ts_ms < state.closed_until_ms:
+        return None
+    prev = state.watermark_ms
+    same_meter = True
+    for r in readings:
+        ts = r.ts_ms
+        if ts <= prev or r.household_id != hid or (limit is not None and ts > limit):
+            return None
+        if r.meter_id != meter:
+            same_meter = False
+        prev = ts
+    t = prev - grace  # the frontier's target: pending readings <= t are committed
+    pts = state.pending_ts
+    k = bisect_right(pts, t)
+    if k == len(pts) and readings[0].ts_ms <= t:  # grace shorter than the batch (or 0)
+        return None
+    pw = state.pending_w
+    pc = state.pending_wh
+    if len(readings) == 1:
+        r = readings[0]
+        new_ts: tuple[int, ...] = (prev,)
+        new_w: tuple[float, ...] = (r.power_w,)
+        new_c: tuple[float | None, ...] = (r.energy_wh,)
+    else:
+        new_ts = tuple(r.ts_ms for r in readings)
+        new_w = tuple(r.power_w for r in readings)
+        new_c = tuple(r.energy_wh for r in readings)
+    pm = state.pending_meter
+    if not k:  # nothing leaves the grace period (also before the first commit)
+        if pm or not same_meter:  # meter ids relative to ``last_meter``, as ``_save`` does
+            pm = (pm or ("",) * len(pts)) + tuple(
+                "" if r.meter_id == meter else r.meter_id for r in readings
+            )
+        return ApplyResult(
+            msgspec.structs.replace(
+                state, watermark_ms=prev, pending_ts=pts + new_ts, pending_w=pw + new_w,
+                pending_wh=pc + new_c, pending_meter=pm,
+            ),
+            [], [], [], [],
+        )  # fmt: skip
+    if pm or not same_meter or not ws:
+        return None
+    w0 = ws[0]
+    a_ms = state.anchor_ms
+    a_wh = state.anchor_wh
+    l_ms = state.last_ms
+    l_w = state.last_w
+    l_wh = state.last_wh
+    c_ms = state.counter_ms
+    c_raw = state.counter_raw
+    c_line = state.counter_line_wh
+    c_m = state.counter_meter
+    n0 = w0.readings
+    sum0 = w0.sum_w
+    lo0 = w0.min_w
+    hi0 = w0.max_w
+    cov0 = w0.covered_ms
+    fl0 = w0.flags
+    max_gap = params.max_gap_ms
+    max_rate = params.max_counter_rate_w
+    for i in range(k):
+        ts = pts[i]
+        w = pw[i]
+        c = pc[i]
+        rem, covered, flags = segment_energy(
+            ts, w, c, meter, l_ms, l_w, l_wh, a_wh, c_ms, c_raw, c_line, c_m, max_gap, max_rate
+        )
+        if covered:
+            cov0 += ts - a_ms
+        fl0 |= flags
+        a_ms = ts
+        a_wh += rem
+        if n0:
+            n0 += 1
+            sum0 += w
+            if w < lo0:
+                lo0 = w
+            elif w > hi0:
+                hi0 = w
+        else:
+            n0 = 1
+            sum0 = lo0 = hi0 = w
+        l_ms = ts
+        l_w = w
+        l_wh = a_wh
+        if c is not None:
+            if c_raw is None or flags & FLAG_COUNTER_RESET:
+                c_line = a_wh
+            else:
+                line = c_line + (c - c_raw)
+                c_line = a_wh if a_wh - line <= 1e-9 * (1.0 + abs(a_wh)) else line
+            c_ms = ts
+            c_raw = c
+            c_m = meter
+    window = OpenWindow(w0.start_ms, w0.end_ms, w0.e_start_wh, n0, sum0, lo0, hi0, cov0, fl0)
+    new = HouseholdWindows(
+        hid, tz, prev, state.closed_until_ms, a_ms, a_wh, l_ms, l_w, l_wh, meter,
+        c_ms, c_raw, c_line, c_m, (window, *ws[1:]),
+        pts[k:] + new_ts, pw[k:] + new_w, pc[k:] + new_c, (),
+    )  # fmt: skip
+    return ApplyResult(new, [], [], [], [])
+
+
+def _apply_general(
+    state: HouseholdWindows | None,
+    readings: Sequence[Reading],
+    params: WindowParams,
+    tz: str,
+    limit: int | None,
+) -> ApplyResult:
+    """:func:`apply` for any input: one reading at a time through a :class:`Cursor`."""
     hid = state.household_id if state is not None else readings[0].household_id
     cur = _load(state, params, tz)
     grace = params.grace_ms
-    limit = now_ms + params.max_future_skew_ms if now_ms is not None else None
     late: list[Reading] = []
     future: list[Reading] = []
     dups: list[Reading] = []
