@@ -104,11 +104,11 @@ class Settings(BaseSettings):
     commit_interval_s: float = 2.0
     kafka_session_timeout_s: float = 10.0
     """How long a crashed worker keeps its partitions before the group rebalances."""
-    checkpoint_interval_s: float = 20.0
+    checkpoint_interval_s: float = 30.0
     """How often per-household state is written to the tables (changelog) and the offsets of
-    the readings it covers are acknowledged. Four tables x one write per household per 20 s at
-    one reading a second = 0.2 changelog messages per reading; after a crash at most this much
-    is replayed (deterministically)."""
+    the readings it covers are acknowledged. Four state stores x one write per household per
+    30 s at one reading a second = 0.13 changelog messages per reading; after a crash at most
+    this much is replayed (deterministically)."""
     registry_refresh_s: float = 30.0
 
     # --- windows ------------------------------------------------------------------------------
