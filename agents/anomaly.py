@@ -52,6 +52,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
         received = int(e.message.timestamp * 1000)
         for r in decode_batch(e.message):
             by_household[r.household_id].append((r, received))
+    metrics.STAGE_READINGS.labels("anomaly").inc(sum(len(p) for p in by_household.values()))
     for hid, pairs in by_household.items():
         pairs.sort(key=lambda p: p[0].ts_ms)
         readings = [p[0] for p in pairs]

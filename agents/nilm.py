@@ -43,6 +43,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     for e in events:
         for r in decode_batch(e.message):
             by_household[r.household_id].append(r)
+    metrics.STAGE_READINGS.labels("nilm").inc(sum(len(r) for r in by_household.values()))
     for hid, readings in by_household.items():
         readings.sort(key=lambda r: r.ts_ms)
         state, appliance_events, closed = feed(nilm_states.get(hid), hid, readings, PARAMS,

@@ -102,6 +102,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
         await send_late("future", result.future)
         await send_late("duplicate", result.duplicates)
     metrics.READINGS_WINDOWED.inc(n)
+    metrics.STAGE_READINGS.labels("windows").inc(n)
     if events:
         metrics.PROCESSING_LATENCY.labels("windows").observe(
             max(0.0, time.time() - events[-1].message.timestamp))

@@ -29,6 +29,8 @@ WINDOWS_EMITTED = Counter("wattflow_windows_emitted_total", "Closed windows emit
 CHANGELOG_WRITES = Counter("wattflow_table_writes_total",
                            "Table assignments (changelog messages) by table", ["table"])
 READINGS_WINDOWED = Counter("wattflow_readings_windowed_total", "Readings applied to windows")
+STAGE_READINGS = Counter("wattflow_stage_readings_total",
+                         "Readings processed by a stage of the readings topic", ["stage"])
 
 # --- anomalies and NILM ------------------------------------------------------------------------
 ALERTS_OPENED = Counter("wattflow_alerts_opened_total", "Alerts opened", ["type"])

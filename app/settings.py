@@ -97,6 +97,9 @@ class Settings(BaseSettings):
 
     # --- Faust worker -------------------------------------------------------------------------
     app_id: str = "wattflow"
+    agents: str = "ingest,windows,anomaly,nilm,storage"
+    """Stages this worker runs (comma-separated): all by default; a subset lets operators
+    run stages on separate workers and benchmarks measure one stage alone."""
     web_port: int = 6066
     """Faust's own web server, off by default (workers run with --without-web)."""
     worker_datadir: Path | None = None

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Iterable
@@ -15,11 +16,6 @@ from aiokafka import AIOKafkaConsumer
 from faust.exceptions import ConsumerNotStarted
 from prometheus_client import start_http_server
 
-import agents.anomaly
-import agents.ingest
-import agents.nilm
-import agents.storage
-import agents.windows
 from app import metrics
 from app.main import app
 from app.runtime import registry
@@ -28,7 +24,19 @@ from app.settings import get_settings
 log = logging.getLogger(__name__)
 settings = get_settings()
 
-AGENT_MODULES = (agents.ingest, agents.windows, agents.anomaly, agents.nilm, agents.storage)
+STAGES = ("ingest", "windows", "anomaly", "nilm", "storage")
+"""The stages a worker can run (``agents/<stage>.py``); ``WATTFLOW_AGENTS`` picks some."""
+
+
+def load_agents(names: str) -> list[Any]:
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = sorted(set(wanted) - set(STAGES))
+    if unknown:
+        raise SystemExit(f"WATTFLOW_AGENTS: unknown stage(s) {unknown}; known: {STAGES}")
+    return [importlib.import_module(f"agents.{n}") for n in STAGES if n in wanted]
+
+
+AGENT_MODULES = load_agents(settings.agents)
 
 
 @app.task

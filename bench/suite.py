@@ -29,6 +29,10 @@ FIGURES = ("consume_ceiling", "ingest_vs_orjson", "pipeline_vs_consume", "change
            "influx_sink_vs_bare", "nilm_vs_loop", "latency", "uvloop_vs_asyncio", "scaling")
 """The figures of issue 8, in the order of the issue (modules add extra keys)."""
 
+EXTRAS = ("stages", "windows_apply", "anomaly_step_rate")
+"""Further steps of the suite: each stage alone through a worker (issues 3, 4, 6, 7), and the
+pure windows / anomaly cores per call size."""
+
 PIPELINE_FIGURES = {"pipeline_vs_consume", "changelog_per_reading", "uvloop_vs_asyncio",
                     "scaling"}
 UNITS = {"consume_ceiling": "readings/CPU-s", "ingest_vs_orjson": "readings/s",
@@ -40,11 +44,12 @@ UNITS = {"consume_ceiling": "readings/CPU-s", "ingest_vs_orjson": "readings/s",
 def parse_only(text: str | None) -> list[str]:
     """``--only a,b`` -> validated figure names (all figures when empty)."""
     if not text:
-        return list(FIGURES)
+        return [*FIGURES, *EXTRAS]
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FIGURES]
+    unknown = [n for n in names if n not in FIGURES and n not in EXTRAS]
     if unknown:
-        raise SystemExit(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}")
+        raise SystemExit(f"unknown figure(s) {', '.join(unknown)}; known: "
+                         f"{', '.join((*FIGURES, *EXTRAS))}")
     return names
 
 
@@ -163,6 +168,20 @@ class Suite:
                     log(f"latency: max rate {rate:,.0f}/s from the previous results.json")
             self._step("latency", lambda: latency.run(q, max_rate=rate), ["latency"])
             self._live_changelog()
+        if "windows_apply" in want:
+            from bench import windows
+
+            self._step("windows_apply", lambda: windows.run(q), ["windows_apply"])
+        if "anomaly_step_rate" in want:
+            from bench import anomaly_speed
+
+            self._step("anomaly_speed", lambda: anomaly_speed.run(q), ["anomaly_step_rate"])
+        if "stages" in want:
+            from bench import stages
+
+            self._step("stages", lambda: stages.run(q),
+                       ["ingest_stage_vs_consume", "windows_vs_consume",
+                        "nilm_stage_vs_consume", "anomaly_stage_vs_consume"])
         return self.ordered()
 
     def _live_changelog(self) -> None:

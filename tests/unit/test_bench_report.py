@@ -19,7 +19,7 @@ from bench.report import (
     results_document,
     to_json_bytes,
 )
-from bench.suite import FIGURES, parse_only
+from bench.suite import EXTRAS, FIGURES, parse_only
 
 META = {"command": "python -m bench --quick", "date_utc": "2026-11-26T03:40:00+00:00",
         "machine": {"cores": 2, "cpu_model": "AMD EPYC", "python": "3.11.9"}, "quick": True,
@@ -135,8 +135,8 @@ def test_pipeline_figures_from_runs() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [(None, list(FIGURES)), ("", list(FIGURES)), ("latency", ["latency"]),
-     ("scaling, nilm_vs_loop", ["scaling", "nilm_vs_loop"])],
+    [(None, [*FIGURES, *EXTRAS]), ("", [*FIGURES, *EXTRAS]), ("latency", ["latency"]),
+     ("scaling, nilm_vs_loop", ["scaling", "nilm_vs_loop"]), ("stages", ["stages"])],
 )
 def test_parse_only(text: str | None, expected: list[str]) -> None:
     assert parse_only(text) == expected
