@@ -38,6 +38,16 @@ def load_agents(names: str) -> list[Any]:
 
 AGENT_MODULES = load_agents(settings.agents)
 
+if not app.agents:  # e.g. an ingest-only worker: Faust's consumer needs one subscription
+    from app.topics import deadletter_topic
+
+    @app.agent(deadletter_topic, name="deadletter-watch")
+    async def deadletter_watch(stream):  # type: ignore[no-untyped-def]
+        """Reads the dead-letter topic (counted where produced) so a worker without Faust
+        agents still has a subscription."""
+        async for _ in stream.noack_take(10_000, 1.0):
+            pass
+
 
 @app.task
 async def start_metrics() -> None:
