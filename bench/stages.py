@@ -36,7 +36,7 @@ SEED = 1
 
 
 def sizes(quick: bool) -> tuple[int, int]:
-    return (3000, 90) if quick else (6000, 150)
+    return (4000, 120) if quick else (8000, 180)
 
 
 async def _consume_batches(topic: str, expected_readings: int, timeout_s: float = 120.0
@@ -71,6 +71,64 @@ async def _consume_batches(topic: str, expected_readings: int, timeout_s: float 
                 for m in records:
                     n += len(dec.decode(m.value).readings)
         return n, time.process_time() - cpu0, time.perf_counter() - t0
+    finally:
+        await c.stop()
+
+
+async def _copy_topic(src: str, dst: str, expected_messages: int) -> int:
+    """Copy every message of ``src`` to the same partition of ``dst`` (keys, values and
+    timestamps kept), so a worker that is already up sees the whole load arrive."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from bench.harness import bootstrap
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=None,
+                         enable_auto_commit=False, max_partition_fetch_bytes=8 * 1_048_576)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap(), max_batch_size=1_000_000,
+                         linger_ms=5)
+    await c.start()
+    await p.start()
+    try:
+        parts = c.partitions_for_topic(src)
+        if not parts:
+            await c._client.force_metadata_update()
+            parts = c.partitions_for_topic(src) or set()
+        tps = [TopicPartition(src, q) for q in sorted(parts)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        n = 0
+        futures = []
+        t_end = time.monotonic() + 120
+        while n < expected_messages and time.monotonic() < t_end:
+            batches = await c.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batches.items():
+                for m in records:
+                    futures.append(await p.send(dst, m.value, key=m.key, partition=tp.partition,
+                                                timestamp_ms=m.timestamp))
+                    n += 1
+        await asyncio.gather(*futures)
+        return n
+    finally:
+        await p.stop()
+        await c.stop()
+
+
+async def _count_messages(topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from bench.harness import bootstrap
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=None)
+    await c.start()
+    try:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            await c._client.force_metadata_update()
+            parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, q) for q in sorted(parts)]
+        ends = await c.end_offsets(tps)
+        begins = await c.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
     finally:
         await c.stop()
 
@@ -133,6 +191,7 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
             f"baseline: bare aiokafka consume + orjson.loads of the same topic")
 
         readings_topic = ing.settings().topic_readings
+        messages = asyncio.run(_count_messages(readings_topic))
         n, bcpu, bwall = asyncio.run(_consume_batches(readings_topic, int(valid)))
         if n < valid:
             raise RuntimeError(f"bare consumer read {n} of {valid:.0f} readings")
@@ -142,11 +201,15 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
                            ("anomaly", "anomaly_stage_vs_consume")):
             iso = Isolation.for_run(run_id, stage)
             isolations.append(iso)
-            iso.setup()
-            ws = Worker(iso, name=stage, extra_env={"WATTFLOW_AGENTS": stage,
-                                                   "WATTFLOW_TOPIC_READINGS": readings_topic})
+            iso.setup()  # its own (empty) readings topic: the load arrives once it is up
+            ws = Worker(iso, name=stage, extra_env={"WATTFLOW_AGENTS": stage})
             ws.start()
             ws.wait_ready()
+            time.sleep(1.0)  # partitions assigned
+            copied = asyncio.run(_copy_topic(readings_topic, iso.settings().topic_readings,
+                                             messages))
+            if copied < messages:
+                raise RuntimeError(f"copied {copied} of {messages} readings messages")
             _, cpu, wall = _wait_counter(ws, "wattflow_stage_readings_total", valid,
                                          stage=stage)
             ws.stop()
