@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from app import stack
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,11 +87,13 @@ def stop_worker() -> None:
     print("[run] worker stopped", file=sys.stderr)
 
 
-def influx_count(measurement: str, rp: str = "raw") -> int:
-    s = get_settings()
-    q = f'SELECT count("power_w") FROM "{s.influx_db}"."{rp}"."{measurement}"'
-    if measurement.startswith("power_"):
-        q = f'SELECT count("energy_wh") FROM "{s.influx_db}"."{rp}"."{measurement}"'
+def influx_count(measurement: str, rp: str = "raw", field: str | None = None,
+                 settings: Settings | None = None) -> int:
+    """Points of a measurement in InfluxDB (count of ``field``: power for readings, energy
+    for windows)."""
+    s = settings or get_settings()
+    field = field or ("energy_wh" if measurement.startswith("power_") else "power_w")
+    q = f'SELECT count("{field}") FROM "{s.influx_db}"."{rp}"."{measurement}"'
     url = f"{s.influx_http_url}/query?" + urllib.parse.urlencode(
         {"q": q, "u": s.influx_user, "p": s.influx_password.get_secret_value()})
     with urllib.request.urlopen(url, timeout=10) as resp:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -227,6 +228,22 @@ async def consume_all(s: Settings, topic: str, *, idle_s: float = 3.0,
         return out
     finally:
         await consumer.stop()
+
+
+def prom_query(expr: str) -> list[dict[str, Any]]:
+    """An instant query against the local Prometheus's HTTP API."""
+    import urllib.parse
+    import urllib.request
+
+    import orjson
+
+    s = get_settings()
+    url = (f"http://{s.host}:{s.prometheus_port}/api/v1/query?"
+           + urllib.parse.urlencode({"query": expr}))
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = orjson.loads(r.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
 
 
 async def pg_connect(s: Settings) -> AsyncIterator[asyncpg.Connection]:

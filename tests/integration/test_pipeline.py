@@ -10,6 +10,7 @@ import msgspec
 import orjson
 import pytest
 
+from app import devrun
 from app.domain.reading import ReadingBatch
 from app.domain.registry import MeterInfo
 from app.services.influx_query import InfluxQuery  # noqa: F401 - the query layer must import
@@ -21,17 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def influx_count(world: World, measurement: str, rp: str = "raw", field: str = "power_w") -> int:
-    import urllib.parse
-    import urllib.request
-
-    s = world.settings
-    q = f'SELECT count("{field}") FROM "{s.influx_db}"."{rp}"."{measurement}"'
-    url = f"{s.influx_http_url}/query?" + urllib.parse.urlencode(
-        {"q": q, "u": s.influx_user, "p": s.influx_password.get_secret_value()})
-    with urllib.request.urlopen(url, timeout=10) as r:
-        body = orjson.loads(r.read())
-    series = body["results"][0].get("series") or []
-    return int(series[0]["values"][0][1]) if series else 0
+    return devrun.influx_count(measurement, rp, field, world.settings)
 
 
 async def wait_for(pred, limit_s: float = 90.0, every: float = 0.5):  # type: ignore[no-untyped-def]

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
-import urllib.request
 
-import orjson
 import pytest
 
-from app.settings import get_settings
-
-from .conftest import SCRAPED_METRICS_PORT, World
+from .conftest import SCRAPED_METRICS_PORT, World, prom_query
 
 pytestmark = pytest.mark.integration
 
-
-def prom_query(expr: str) -> list[dict]:  # type: ignore[type-arg]
-    s = get_settings()
-    url = (f"http://{s.host}:{s.prometheus_port}/api/v1/query?"
-           + urllib.parse.urlencode({"query": expr}))
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = orjson.loads(r.read())
-    assert body["status"] == "success", body
-    return body["data"]["result"]  # type: ignore[no-any-return]
 
 
 async def test_prometheus_scrapes_the_worker(world: World) -> None:
