@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import Isolation, bootstrap, log, new_run_id, prefill
+from bench.harness import Isolation, assign_from_start, bootstrap, log, new_run_id, prefill
 
 
 @dataclass
@@ -49,19 +49,13 @@ class ConsumeRun:
 async def consume_all(servers: str, topic: str, expected: int, timeout_s: float = 120.0
                       ) -> ConsumeRun:
     """Read ``expected`` records of ``topic`` from the beginning, ``orjson.loads`` each."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     c = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest")
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
+        await assign_from_start(c, topic)
         loads = orjson.loads
         n = nbytes = 0
         t_end = time.monotonic() + timeout_s

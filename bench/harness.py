@@ -41,6 +41,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -318,6 +319,22 @@ def cleanup(run_ids: Iterable[str] | None = None, wait_s: float = 30.0) -> dict[
                 break
             time.sleep(2)
     return out
+
+
+async def assign_from_start(consumer: Any, topic: str, *, seek: bool = True) -> list[Any]:
+    """Assign every partition of ``topic`` to a group-less consumer (fetching the topic's
+    metadata if needed) and, with ``seek``, rewind them to the beginning."""
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    if seek:
+        await consumer.seek_to_beginning(*tps)
+    return tps
 
 
 def bootstrap() -> str:

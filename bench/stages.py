@@ -25,6 +25,7 @@ from typing import Any
 from bench.harness import (
     Isolation,
     Worker,
+    assign_from_start,
     log,
     metric_sum,
     new_run_id,
@@ -44,7 +45,7 @@ async def _consume_batches(topic: str, expected_readings: int, timeout_s: float 
     """Read the readings topic from the start, decoding each ReadingBatch, until
     ``expected_readings`` readings were seen: (readings, cpu_s, wall_s)."""
     import msgspec
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from app.domain.reading import ReadingBatch
     from bench.harness import bootstrap
@@ -55,13 +56,7 @@ async def _consume_batches(topic: str, expected_readings: int, timeout_s: float 
                          max_partition_fetch_bytes=8 * 1_048_576)
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
+        await assign_from_start(c, topic)
         n = 0
         t_end = time.monotonic() + timeout_s
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -78,7 +73,7 @@ async def _consume_batches(topic: str, expected_readings: int, timeout_s: float 
 async def _copy_topic(src: str, dst: str, expected_messages: int) -> int:
     """Copy every message of ``src`` to the same partition of ``dst`` (keys, values and
     timestamps kept), so a worker that is already up sees the whole load arrive."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from bench.harness import bootstrap
 
@@ -89,13 +84,7 @@ async def _copy_topic(src: str, dst: str, expected_messages: int) -> int:
     await c.start()
     await p.start()
     try:
-        parts = c.partitions_for_topic(src)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(src) or set()
-        tps = [TopicPartition(src, q) for q in sorted(parts)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
+        await assign_from_start(c, src)
         n = 0
         futures = []
         t_end = time.monotonic() + 120
@@ -114,18 +103,14 @@ async def _copy_topic(src: str, dst: str, expected_messages: int) -> int:
 
 
 async def _count_messages(topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from bench.harness import bootstrap
 
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=None)
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, q) for q in sorted(parts)]
+        tps = await assign_from_start(c, topic, seek=False)
         ends = await c.end_offsets(tps)
         begins = await c.beginning_offsets(tps)
         return sum(ends[tp] - begins[tp] for tp in tps)
