@@ -38,8 +38,6 @@ import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 import orjson
@@ -56,6 +54,7 @@ from app.metrics import (
     INFLUX_REJECTED,
     INFLUX_RETRIES,
 )
+from app.services.lifecycle import Lifecycle
 from app.settings import Settings, get_settings
 
 __all__ = [
@@ -164,7 +163,7 @@ def _count_measurements(raw: bytes, n: int) -> Mapping[bytes, int]:
     return Counter(_measurement(x) for x in raw.split(b"\n"))
 
 
-class InfluxSink:
+class InfluxSink(Lifecycle):
     """Batched, acknowledged, never-losing writer to InfluxDB (a lifecycle object)."""
 
     def __init__(
@@ -212,14 +211,6 @@ class InfluxSink:
         client, self._client, self._service = self._client, None, None
         if client is not None:
             await client.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.stop()
 
     @property
     def paused(self) -> bool:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -24,6 +23,7 @@ import orjson
 from app.domain.lineproto import WINDOW_SIZES
 from app.domain.resolution import DEFAULT_MAX_POINTS, Resolution, choose, resolutions
 from app.services.influx_schema import retention_policies
+from app.services.lifecycle import Lifecycle
 from app.settings import Settings, get_settings
 
 __all__ = [
@@ -100,7 +100,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class InfluxQuery:
+class InfluxQuery(Lifecycle):
     """The query layer (a lifecycle object holding one HTTP session)."""
 
     def __init__(self, settings: Settings | None = None, *,
@@ -125,14 +125,6 @@ class InfluxQuery:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.stop()
 
     # --- the raw call ---------------------------------------------------------------------------
     async def query(self, q: str, params: Mapping[str, object]) -> list[Series]:
