@@ -155,6 +155,7 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     households, seconds = sizes(quick)
     ing = Isolation.for_run(run_id, "ingest")
     isolations = [ing]
+    workers: list[Worker] = []
     out: dict[str, dict[str, Any]] = {}
     try:
         ing.setup()
@@ -164,6 +165,7 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
         raw_ceiling = consume.measure(ing.raw_json, pf.readings, pf.payloads, reps=1)
 
         w = Worker(ing, name="ingest", extra_env={"WATTFLOW_AGENTS": "ingest"})
+        workers.append(w)
         w.start()
         w.wait_ready()
         _, cpu, wall = _wait_counter(w, "wattflow_raw_records_total", pf.readings)
@@ -188,6 +190,7 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
             isolations.append(iso)
             iso.setup()  # its own (empty) readings topic: the load arrives once it is up
             ws = Worker(iso, name=stage, extra_env={"WATTFLOW_AGENTS": stage})
+            workers.append(ws)
             ws.start()
             ws.wait_ready()
             time.sleep(1.0)  # partitions assigned
@@ -206,6 +209,9 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
                 + ("; target ratio >= 0.20" if stage == "windows" else ""))
             log(f"stages: {stage} {valid / cpu:,.0f} readings/CPU-s")
     finally:
+        for worker in workers:
+            if worker.alive():
+                worker.stop()
         for iso in reversed(isolations):
             iso.teardown(raw_too=iso is ing)
     return out
