@@ -43,11 +43,22 @@ class StorageDeadLetter(msgspec.Struct, frozen=True):
     rejected_ms: int
 
 
-async def _rejected(line: bytes, message: str) -> None:
-    record = StorageDeadLetter("influx_rejected", message, line.decode("utf-8", "replace"),
-                               int(time.time() * 1000))
+async def _dead(reason: str, detail: str, payload: str) -> None:
+    record = StorageDeadLetter(reason, detail, payload, int(time.time() * 1000))
     await deadletter_topic.send(key=None, value=json_encoder.encode(record))
     metrics.DEADLETTERS.labels("storage").inc()
+
+
+async def _rejected(line: bytes, message: str) -> None:
+    """A point InfluxDB refused (4xx), with the server's message."""
+    await _dead("influx_rejected", message, line.decode("utf-8", "replace"))
+
+
+async def _unstorable(invalid: list[tuple[object, str]]) -> None:
+    """Records that cannot become a point (or be decoded): dead-lettered, never a crash."""
+    for record, why in invalid:
+        payload = record.decode("utf-8", "replace") if isinstance(record, bytes) else repr(record)
+        await _dead("unstorable", why, payload)
 
 
 sink = InfluxSink(settings, on_rejected=_rejected)
@@ -63,21 +74,64 @@ _window_topic_set = app.topic(*(t.get_topic_name() for t in window_topics.values
                               value_serializer="raw")
 
 
+def reading_lines(events: list) -> tuple[list[str], list[tuple[object, str]]]:  # type: ignore[type-arg]
+    """Line protocol of the readings in a batch of readings messages (reading points first,
+    then channel points), and the readings that cannot be stored."""
+    lines: list[str] = []
+    channels: list[str] = []
+    invalid: list[tuple[object, str]] = []
+    reading_line = lineproto.reading
+    for e in events:
+        for r in decode_batch(e.message):
+            try:
+                lines.append(reading_line(r))
+                if r.channels_w:
+                    channels.extend(lineproto.channel_power(r))
+            except ValueError as err:
+                invalid.append((r, str(err)))
+    lines.extend(channels)  # runs of one measurement: cheap per-measurement accounting
+    return lines, invalid
+
+
+def window_batch(events: list) -> lineproto.LineBatch:  # type: ignore[type-arg]
+    batch = lineproto.LineBatch()
+    for e in events:
+        try:
+            batch.add_window(_window_decoder.decode(e.message.value))
+        except msgspec.DecodeError as err:
+            batch.invalid.append((e.message.value, f"not a closed window: {err}"))
+    return batch
+
+
+def events_batch(events: list) -> lineproto.LineBatch:  # type: ignore[type-arg]
+    """Alerts, appliance events and appliance energy, by the topic they came from."""
+    batch = lineproto.LineBatch()
+    for e in events:
+        try:
+            doc = _json.decode(e.message.value)
+        except msgspec.DecodeError as err:
+            batch.invalid.append((e.message.value, f"not JSON: {err}"))
+            continue
+        topic = e.message.topic
+        if topic == alerts_topic.get_topic_name():
+            batch.add_alert(doc)
+        elif topic == appliance_events_topic.get_topic_name():
+            batch.add_appliance_event(doc)
+        elif isinstance(doc, dict) and "size" in doc and "household_id" in doc:
+            batch.add_appliance_energy(doc["household_id"], doc["size"], doc)
+        else:
+            batch.invalid.append((e.message.value, "appliance energy without size/household"))
+    return batch
+
+
 @app.agent(readings_topic, name="store-readings")
 async def store_readings(stream):  # type: ignore[no-untyped-def]
     await sink.start()
     async for events in stream.take_events(settings.influx_batch_points,
                                            settings.stream_within_s):
-        lines: list[str] = []
-        channels: list[str] = []
-        reading_line = lineproto.reading
-        for e in events:
-            for r in decode_batch(e.message):
-                lines.append(reading_line(r))
-                if r.channels_w:
-                    channels.extend(lineproto.channel_power(r))
-        lines.extend(channels)  # runs of one measurement: cheap per-measurement accounting
-        await sink.write({"raw": lines})
+        lines, invalid = reading_lines(events)
+        await _unstorable(invalid)
+        await sink.write({lineproto.RP_RAW: lines})
         metrics.PROCESSING_LATENCY.labels("store-readings").observe(
             max(0.0, time.time() - events[-1].message.timestamp))
 
@@ -87,11 +141,9 @@ async def store_windows(stream):  # type: ignore[no-untyped-def]
     await sink.start()
     async for events in stream.take_events(settings.influx_batch_points,
                                            settings.stream_within_s):
-        by_rp: dict[str, list[str]] = {}
-        for e in events:
-            w = _window_decoder.decode(e.message.value)
-            by_rp.setdefault(lineproto.window_rp(w.size), []).append(lineproto.window(w))
-        await sink.write(by_rp)
+        batch = window_batch(events)
+        await _unstorable(batch.invalid)
+        await sink.write(batch.by_rp)
 
 
 _events_topic_set = app.topic(alerts_topic.get_topic_name(),
@@ -104,19 +156,8 @@ _events_topic_set = app.topic(alerts_topic.get_topic_name(),
 async def store_events(stream):  # type: ignore[no-untyped-def]
     """Alerts, appliance events and per-appliance window energy."""
     await sink.start()
-    alerts = alerts_topic.get_topic_name()
-    appliance = appliance_events_topic.get_topic_name()
     async for events in stream.take_events(settings.influx_batch_points,
                                            settings.stream_within_s):
-        by_rp: dict[str, list[str]] = {}
-        for e in events:
-            doc = _json.decode(e.message.value)
-            topic = e.message.topic
-            if topic == alerts:
-                by_rp.setdefault(lineproto.RP_EVENTS, []).append(lineproto.alert(doc))
-            elif topic == appliance:
-                by_rp.setdefault(lineproto.RP_EVENTS, []).append(lineproto.appliance_event(doc))
-            else:
-                by_rp.setdefault(lineproto.window_rp(doc["size"]), []).extend(
-                    lineproto.appliance_energy(doc["household_id"], doc["size"], doc))
-        await sink.write(by_rp)
+        batch = events_batch(events)
+        await _unstorable(batch.invalid)
+        await sink.write(batch.by_rp)

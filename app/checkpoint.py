@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from faust.streams import _current_event
@@ -187,29 +187,3 @@ class StateCheckpoint(Generic[S]):
         self._pending.clear()
         self.loaded = False
         self._last = self._clock()
-
-
-class LazyStates(Mapping[str, S]):
-    """A read-only mapping view that loads state on demand (for pure functions' ``states``)."""
-
-    def __init__(self, checkpoint: StateCheckpoint[S]) -> None:
-        self._cp = checkpoint
-
-    def __getitem__(self, key: str) -> S:
-        state = self._cp.get(key)
-        if state is None:
-            raise KeyError(key)
-        return state
-
-    def get(self, key: str, default: Any = None) -> Any:
-        state = self._cp.get(key)
-        return default if state is None else state
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._cp.get(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return self._cp.keys()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self._cp.keys())  # noqa: SIM118 - keys() is a method here

@@ -334,6 +334,10 @@ def alert(a: object) -> str:
 
 
 # --- batches -----------------------------------------------------------------------------------
+_BAD = (ValueError, TypeError, KeyError, AttributeError)
+"""What a builder raises on a record of the wrong shape."""
+
+
 class LineBatch:
     """Lines grouped by retention policy, ready for ``InfluxSink.write(batch.by_rp)``.
 
@@ -357,29 +361,29 @@ class LineBatch:
     def add_reading(self, r: Reading) -> None:
         try:
             self._add(RP_RAW, [reading(r), *channel_power(r)])
-        except ValueError as e:
+        except _BAD as e:
             self.invalid.append((r, str(e)))
 
     def add_window(self, w: object) -> None:
         try:
             self._add(str(_get(w, "size")), [window(w)])
-        except (ValueError, TypeError) as e:
+        except _BAD as e:
             self.invalid.append((w, str(e)))
 
     def add_appliance_event(self, e: object) -> None:
         try:
             self._add(RP_EVENTS, [appliance_event(e)])
-        except (ValueError, TypeError) as err:
+        except _BAD as err:
             self.invalid.append((e, str(err)))
 
     def add_appliance_energy(self, household_id: str, size: str, breakdown: object) -> None:
         try:
             self._add(window_rp(size), appliance_energy(household_id, size, breakdown))
-        except (ValueError, TypeError) as e:
+        except _BAD as e:
             self.invalid.append((breakdown, str(e)))
 
     def add_alert(self, a: object) -> None:
         try:
             self._add(RP_EVENTS, [alert(a)])
-        except (ValueError, TypeError) as e:
+        except _BAD as e:
             self.invalid.append((a, str(e)))

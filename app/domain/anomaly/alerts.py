@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 
@@ -18,17 +18,7 @@ AlertType = Literal[
     "clock_skew",
     "voltage",
 ]
-ALERT_TYPES: Final[tuple[AlertType, ...]] = (
-    "spike",
-    "over_consumption",
-    "low_consumption",
-    "base_load_rise",
-    "offline",
-    "frozen_value",
-    "counter_backwards",
-    "clock_skew",
-    "voltage",
-)
+ALERT_TYPES: Final[tuple[AlertType, ...]] = get_args(AlertType)
 Severity = Literal["info", "warning", "critical"]
 Status = Literal["open", "resolved"]
 
