@@ -419,23 +419,45 @@ class InfluxDB(Server):
         return http_status(f"{self.s.influx_http_url}/ping") == 204
 
     def bootstrap(self) -> None:
-        """Create the admin user the first time (allowed only while no user exists)."""
+        """Create the admin user the first time (allowed only while no user exists).
+
+        A cold machine can be slow to answer right after start (bcrypt on every login, the JVM
+        of a broker starting beside it): poll with generous timeouts, and report what the
+        server said rather than a bare failure."""
         user, pw = self.s.influx_user, self.s.influx_password.get_secret_value()
         base = self.s.influx_http_url
         q = urllib.parse.urlencode({"q": "SHOW DATABASES"})
-        if http_status(f"{base}/query?{q}", auth=(user, pw)) == 200:
-            return
+        deadline = time.monotonic() + 60
+        created = False
+        last = "no answer"
+        while time.monotonic() < deadline:
+            status = http_status(f"{base}/query?{q}", auth=(user, pw), timeout=10)
+            if status == 200:
+                return
+            last = f"login answered HTTP {status or 'nothing (timeout/refused)'}"
+            if status in (401, 403) and not created:
+                created = self._create_user(user, pw)
+                continue
+            time.sleep(0.5)
+        raise StackError(f"influxdb: user {user!r} cannot log in ({last}); read {self.log}")
+
+    def _create_user(self, user: str, pw: str) -> bool:
         create = f"CREATE USER \"{user}\" WITH PASSWORD '{pw}' WITH ALL PRIVILEGES"
         body = urllib.parse.urlencode({"q": create}).encode()
-        req = urllib.request.Request(f"{base}/query", data=body, method="POST")
+        req = urllib.request.Request(f"{self.s.influx_http_url}/query", data=body, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=5):
-                pass
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                answer = resp.read().decode(errors="replace")
         except urllib.error.HTTPError as e:
-            raise StackError(f"influxdb: cannot create user {user!r} ({e.code}); an older "
-                             f"data dir with other users? {self.data}") from e
-        if http_status(f"{base}/query?{q}", auth=(user, pw)) != 200:
-            raise StackError(f"influxdb: user {user!r} cannot log in; read {self.log}")
+            raise StackError(f"influxdb: cannot create user {user!r} (HTTP {e.code}: "
+                             f"{e.read().decode(errors='replace')[:200]}); an older data dir "
+                             f"with other users? {self.data}") from e
+        except (urllib.error.URLError, OSError):
+            return False  # not answering yet: the caller polls again
+        if '"error"' in answer:
+            raise StackError(f"influxdb: cannot create user {user!r}: {answer[:200]}; "
+                             f"an older data dir with other users? {self.data}")
+        return True
 
 
 # --------------------------------------------------------------------------------------------
