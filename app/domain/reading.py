@@ -37,6 +37,10 @@ class Reading(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
     """Sub-metered appliance power (W) by appliance name (smart plugs)."""
     source: str = "json"
     """``json`` or ``tic``."""
+    counter_series: int = 0
+    """Which series of the meter's energy counter ``energy_wh`` belongs to. Ingestion starts a
+    new series (adds one) at every counter discontinuity it accepts — a reset, a meter
+    replacement, a confirmed jump — so later stages never subtract counters of two series."""
 
 
 class ReadingBatch(msgspec.Struct, frozen=True):

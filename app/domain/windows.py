@@ -306,6 +306,13 @@ def _closed(household_id: str, rows: list[ClosedTuple]) -> list[ClosedWindow]:
     return out
 
 
+def counter_key(r: Reading) -> str:
+    """The meter's counter series a reading belongs to: counters are only subtracted within
+    one key, a change of key is a counter reset (a new meter, or a discontinuity ingestion
+    accepted, :attr:`Reading.counter_series`)."""
+    return r.meter_id if not r.counter_series else f"{r.meter_id}#{r.counter_series}"
+
+
 def apply(
     state: HouseholdWindows | None,
     readings: Sequence[Reading],
@@ -363,7 +370,7 @@ def _apply_in_window(
         ts = r.ts_ms
         if ts <= prev or r.household_id != hid or (limit is not None and ts > limit):
             return None
-        if r.meter_id != meter:
+        if (r.counter_series or r.meter_id != meter) and counter_key(r) != meter:
             same_meter = False
         prev = ts
     t = prev - grace  # the frontier's target: pending readings <= t are committed
@@ -386,7 +393,7 @@ def _apply_in_window(
     if not k:  # nothing leaves the grace period (also before the first commit)
         if pm or not same_meter:  # meter ids relative to ``last_meter``, as ``_save`` does
             pm = (pm or ("",) * len(pts)) + tuple(
-                "" if r.meter_id == meter else r.meter_id for r in readings
+                "" if (m := counter_key(r)) == meter else m for r in readings
             )
         return ApplyResult(
             msgspec.structs.replace(
@@ -486,7 +493,7 @@ def _apply_general(
         if limit is not None and ts > limit:
             future.append(r)
             continue
-        if not add(ts, r.power_w, r.energy_wh, r.meter_id):
+        if not add(ts, r.power_w, r.energy_wh, counter_key(r)):
             dups.append(r)
             continue
         if ts > wm:

@@ -182,6 +182,50 @@ def test_meter_change_or_implausible_jump_is_a_reset(second: float, meter: str) 
     assert m.counter_reset
 
 
+def test_a_discontinuity_ingestion_accepted_is_a_reset_even_at_a_plausible_rate() -> None:
+    # +2000 Wh in 10 s is 720 kW: below no connection, but above max_counter_rate_w it would be
+    # a reset anyway; +200 Wh in 10 s (72 kW) is under the windows' own rate bound and would
+    # be counted as energy -- unless ingestion says the counter started a new series.
+    def series(r: Reading, n: int) -> Reading:
+        return msgspec.structs.replace(r, counter_series=n)
+
+    rs = [
+        rd(T0, 3600.0, 5000.0),
+        rd(T0 + 10 * S, 3600.0, 5010.0),
+        series(rd(T0 + 20 * S, 3600.0, 5210.0), 1),
+        series(rd(T0 + 30 * S, 3600.0, 5220.0), 1),
+    ]
+    m = by(run(rs, NO_GRACE)[1], "1m")[T0]
+    assert m.energy_wh == pytest.approx(30.0)  # 10 + 10 estimated across the jump + 10
+    assert m.counter_reset
+    # the same readings without the series are counted as measured energy (the old behaviour)
+    plain = [msgspec.structs.replace(r, counter_series=0) for r in rs]
+    m0 = by(run(plain, NO_GRACE)[1], "1m")[T0]
+    assert m0.energy_wh == pytest.approx(220.0) and not m0.counter_reset
+
+
+def test_a_new_series_in_the_live_fast_path_matches_the_general_path() -> None:
+    p = WindowParams(grace_ms=5 * S)
+    base = [rd(T0 + i * S, 3600.0, 5000.0 + i) for i in range(40)]
+    jumped = [
+        msgspec.structs.replace(rd(T0 + i * S, 3600.0, 9000.0 + i), counter_series=1)
+        for i in range(40, 70)
+    ]
+    one_by_one: HouseholdWindows | None = None
+    closed: list[ClosedWindow] = []
+    for r in base + jumped:
+        res = apply(one_by_one, [r], p, PARIS)
+        one_by_one = res.state
+        closed += res.closed
+    assert one_by_one is not None
+    one_by_one, more = advance(one_by_one, FAR, p)
+    closed += more
+    _, together = run(base + jumped, p)
+    assert closed == together
+    m = by(together, "1m")[T0]
+    assert m.counter_reset and m.energy_wh == pytest.approx(59.0 + 1.0)
+
+
 def test_late_readings_within_grace_update_their_window_later_ones_are_returned() -> None:
     p = WindowParams(grace_ms=10 * S)
     rs = [rd(T0 + i * 10 * S, 1000.0, 100.0 + i) for i in range(7)]  # 0 .. 60 s, 1 Wh / 10 s

@@ -109,3 +109,25 @@ def test_meter_swap_while_nothing_commits_matches() -> None:
         state = res.state
         i += len(batch)
     assert fast > 100
+
+
+def test_counter_series_change_matches_the_general_path() -> None:
+    # like the meter swap above, but the meter id stays and ingestion's counter series moves
+    # on (a reset it accepted): the fast path must not take a new series for the last meter
+    params = WindowParams(grace_ms=3_000)
+    series = [0] * 90 + [1] * 60 + [2] * 60
+    state: HouseholdWindows | None = None
+    fast = i = 0
+    while i < len(series):
+        batch = [
+            Reading(
+                "hh1", "m1", T0 + j * 1000, 400.0, 5.0 + (j % 90) * 0.1, counter_series=series[j]
+            )
+            for j in range(i, min(i + 1 + i % 2, len(series)))
+        ]
+        res, was_fast = step(state, batch, params, PARIS, None)
+        fast += was_fast
+        state = res.state
+        i += len(batch)
+    assert fast > 50
+    assert state is not None and state.last_meter == "m1#2"
