@@ -26,6 +26,8 @@ from app.domain.windows import (
     WindowParams,
     advance,
     apply,
+    close_due,
+    due_boundary,
     live_view,
     partition_clock,
 )
@@ -51,6 +53,8 @@ _clock: dict[int, int | None] = {}
 """Event-time clock per readings partition (largest plausible event time seen)."""
 _last_progress: dict[int, float] = {}
 """Wall-clock time the partition clock last moved."""
+_due: dict[int, int] = {}
+"""Per readings partition: the boundary up to which the partition clock last closed windows."""
 
 
 class LateRecord(msgspec.Struct, frozen=True):
@@ -60,11 +64,28 @@ class LateRecord(msgspec.Struct, frozen=True):
     reading: Reading
 
 
+_WINDOW_TOPIC_NAMES = {size: topic.get_topic_name() for size, topic in window_topics.items()}
+
+
 async def emit(closed: list[ClosedWindow]) -> None:
+    """Closed windows to their topics, keyed by household. Straight to the producer (Faust's
+    per-message channel machinery costs several times more): the records sit in the producer's
+    batches, which Faust flushes before it commits the offsets they came from."""
+    if not closed:
+        return
+    send = app.producer.send
+    encode = json_encoder.encode
     for w in closed:
-        await window_topics[w.size].send(key=w.household_id.encode(),
-                                         value=json_encoder.encode(w))
-        metrics.WINDOWS_EMITTED.labels(w.size).inc()
+        await send(_WINDOW_TOPIC_NAMES[w.size], w.household_id.encode(), encode(w), None, None,
+                   None)
+    if len(closed) == 1:
+        metrics.WINDOWS_EMITTED.labels(closed[0].size).inc()
+    else:
+        per_size: dict[str, int] = defaultdict(int)
+        for w in closed:
+            per_size[w.size] += 1
+        for size, k in per_size.items():
+            metrics.WINDOWS_EMITTED.labels(size).inc(k)
 
 
 async def send_late(reason: str, readings: list[Reading]) -> None:
@@ -78,34 +99,78 @@ async def send_late(reason: str, readings: list[Reading]) -> None:
 
 
 async def process(events: list) -> None:  # type: ignore[type-arg]
-    by_household: dict[str, list[Reading]] = defaultdict(list)
+    """Apply a batch of ReadingBatch messages, in partition order.
+
+    Windows close when the household's own event time passes ``end + grace`` or -- usually
+    first -- when the partition's clock does (:func:`close_due`). The close by the clock runs
+    at the message whose readings move the partition's clock past a boundary + grace, after
+    the readings of that partition up to that message were applied: where it happens depends
+    on the data only, not on how messages were grouped into batches, so a replay after a
+    crash closes the same windows at the same points."""
+    by_partition: dict[int, dict[str, list[Reading]]] = {}
     ref_ms: dict[int, int] = {}
+    n = 0
     for e in events:
         readings = decode_batch(e.message)
         p = e.message.partition
-        ref_ms[p] = int(e.message.timestamp * 1000)
+        ref_ms[p] = ref = int(e.message.timestamp * 1000)
+        households = by_partition.get(p)
+        if households is None:
+            households = by_partition[p] = defaultdict(list)
         for r in readings:
-            by_household[r.household_id].append(r)
-        _clock[p] = partition_clock(_clock.get(p), (r.ts_ms for r in readings), ref_ms[p],
-                                    PARAMS)
+            households[r.household_id].append(r)
+        clock = _clock[p] = partition_clock(_clock.get(p), (r.ts_ms for r in readings), ref,
+                                            PARAMS)
         _last_progress[p] = time.monotonic()
-    n = 0
-    for hid, readings in by_household.items():
-        p = partition_of(hid)
-        result = apply(window_states.get(hid), readings, PARAMS,
-                       timezone_of(readings[0].meter_id), now_ms=ref_ms.get(p))
-        if result.state is not None:
-            window_states.put(hid, result.state)
-        n += len(readings)
-        await emit(result.closed)
-        await send_late("late", result.late)
-        await send_late("future", result.future)
-        await send_late("duplicate", result.duplicates)
+        if clock is None:
+            continue
+        due = due_boundary(clock, PARAMS)
+        if due > _due.setdefault(p, due):  # the first message after an assignment sets it
+            n += await _apply(by_partition.pop(p), ref)
+            await _close_partition(p, clock)
+            _due[p] = due
+    for p, households in by_partition.items():
+        n += await _apply(households, ref_ms[p])
     metrics.READINGS_WINDOWED.inc(n)
     metrics.STAGE_READINGS.labels("windows").inc(n)
     if events:
         metrics.PROCESSING_LATENCY.labels("windows").observe(
             max(0.0, time.time() - events[-1].message.timestamp))
+
+
+async def _apply(by_household: dict[str, list[Reading]], now_ms: int) -> int:
+    n = 0
+    for hid, readings in by_household.items():
+        result = apply(window_states.get(hid), readings, PARAMS,
+                       timezone_of(readings[0].meter_id), now_ms=now_ms)
+        if result.state is not None:
+            window_states.put(hid, result.state)
+        n += len(readings)
+        await emit(result.closed)
+        if result.late:
+            await send_late("late", result.late)
+        if result.future:
+            await send_late("future", result.future)
+        if result.duplicates:
+            await send_late("duplicate", result.duplicates)
+    return n
+
+
+async def _close_partition(p: int, clock_ms: int) -> None:
+    """Close what the partition clock says is due, for the households of partition ``p``."""
+    closed_now: list[ClosedWindow] = []
+    for hid in window_states.keys():  # noqa: SIM118 - a method, not a dict
+        if window_states.partition(hid) != p:
+            continue
+        state = window_states.get(hid)
+        if state is None:
+            continue
+        new, closed = close_due(state, clock_ms, PARAMS)
+        if closed:
+            window_states.put(hid, new)
+            closed_now += closed
+    await emit(closed_now)
+    metrics.WINDOWS_CLOSED_BY_CLOCK.inc(len(closed_now))
 
 
 def live(household_id: str) -> dict[str, object] | None:
@@ -187,6 +252,7 @@ async def _on_revoked(sender, revoked, **kwargs) -> None:  # type: ignore[no-unt
     window_states.discard()
     _clock.clear()
     _last_progress.clear()
+    _due.clear()
 
 
 __all__ = ["registry", "windows"]

@@ -26,6 +26,9 @@ INGEST_BATCH = Histogram("wattflow_ingest_batch_records", "Raw records per inges
 READINGS_LATE = Counter("wattflow_readings_late_total",
                         "Readings later than the grace period, sent to the late-data topic")
 WINDOWS_EMITTED = Counter("wattflow_windows_emitted_total", "Closed windows emitted", ["size"])
+WINDOWS_CLOSED_BY_CLOCK = Counter(
+    "wattflow_windows_closed_by_clock_total",
+    "Windows closed by the partition's event-time clock before the household's own next reading")
 CHANGELOG_WRITES = Counter("wattflow_table_writes_total",
                            "Table assignments (changelog messages) by table", ["table"])
 READINGS_WINDOWED = Counter("wattflow_readings_windowed_total", "Readings applied to windows")

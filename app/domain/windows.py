@@ -529,6 +529,46 @@ def advance(
     return _save(cur, state.household_id), _closed(state.household_id, cur.out)
 
 
+def due_boundary(clock_ms: int, params: WindowParams) -> int:
+    """The latest smallest-window boundary ``b`` with ``b + grace <= clock_ms``: windows ending
+    at or before it are due once the partition's event-time clock reads ``clock_ms``."""
+    f = clock_ms - params.grace_ms
+    return f - f % params.sizes[0].length_ms
+
+
+def close_due(
+    state: HouseholdWindows, clock_ms: int, params: WindowParams
+) -> tuple[HouseholdWindows, list[ClosedWindow]]:
+    """Close the windows that the partition's clock says are due, without waiting for this
+    household's own next reading (Kafka Streams' stream-time semantics).
+
+    A window ``[start, end)`` closes when ``end + grace <= clock_ms`` *and* the household has
+    a reading at or after ``end`` (its watermark passed ``end``) no further than ``max_gap``
+    from the one before ``end``, so the energy at the boundary is interpolated between real
+    readings exactly as when the household's own reading closes it: for readings that arrive
+    in order the closed windows are identical either way (property-tested). A household whose
+    own data lags behind the partition (watermark before ``end``) or that has a gap across
+    ``end`` is left to its own readings or to :func:`advance`. Afterwards readings before the closed boundary are
+    late. Returns the same state object when nothing closes.
+    """
+    wm = state.watermark_ms
+    small = params.sizes[0].length_ms
+    f = min(due_boundary(clock_ms, params), wm - wm % small)
+    ws = state.windows
+    if f <= state.closed_until_ms or (
+        f <= ws[0].start_ms if ws else not state.pending_ts or state.pending_ts[0] >= f
+    ):
+        return state, []  # nothing open ends at or before f
+    pts = state.pending_ts
+    k = bisect_right(pts, f)
+    if k < len(pts) and pts[k] - (pts[k - 1] if k else state.last_ms) > params.max_gap_ms:
+        return state, []  # f falls in a gap: the household's own readings decide
+    cur = _load(state, params, state.tz)
+    cur.settle(f)
+    cur.closed_until = f
+    return _save(cur, state.household_id), _closed(state.household_id, cur.out)
+
+
 def partition_clock(
     clock_ms: int | None, event_ts: Iterable[int], reference_ms: int, params: WindowParams
 ) -> int | None:

@@ -64,6 +64,15 @@ class Capture:
 
         monkeypatch.setattr(topic, "send", send)
 
+    def patch_producer(self, monkeypatch: pytest.MonkeyPatch, producer: Any) -> None:
+        """Capture ``producer.send(topic, key, value, partition, timestamp, headers)``."""
+
+        async def send(topic: str, key: Any, value: Any, partition: Any, timestamp: Any,
+                       headers: Any, **_: Any) -> None:
+            self.sent[topic].append(Sent(key, value, partition, timestamp))
+
+        monkeypatch.setattr(producer, "send", send)
+
 
 class FakeStream:
     def __init__(self) -> None:

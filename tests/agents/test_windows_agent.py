@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 import agents.windows as windows
+from app import runtime
 from app.checkpoint import StateCheckpoint
 from app.domain.reading import Reading, ReadingBatch
 from app.domain.windows import ClosedWindow, HouseholdWindows
@@ -28,6 +29,10 @@ def wired(monkeypatch: pytest.MonkeyPatch, capture: Capture):  # type: ignore[no
     monkeypatch.setattr(windows, "timezone_of", lambda meter_id: "Europe/Paris")
     for t in (*window_topics.values(), late_topic):
         capture.patch_topic(monkeypatch, t)
+    capture.patch_producer(monkeypatch, windows.app.producer)
+    monkeypatch.setattr(windows, "_clock", {})
+    monkeypatch.setattr(windows, "_due", {})
+    monkeypatch.setattr(runtime, "_decoded", {})  # messages are decoded once per offset
     return cp
 
 
@@ -62,3 +67,31 @@ async def test_late_readings_go_to_the_late_topic(wired, capture) -> None:  # ty
     sent = capture.sent[late_topic.get_topic_name()]
     assert len(sent) == 1
     assert orjson.loads(sent[0].value)["reason"] == "late"
+
+
+async def test_the_partition_clock_closes_windows_of_the_other_households(wired, capture) -> None:  # type: ignore[no-untyped-def]
+    # two households of one partition at 1 Hz, "a" at a 200 ms phase, "b" at 900 ms
+    part = HouseholdPartitioner(4)
+    b = next(f"b{i}" for i in range(100) if part(f"b{i}") == part("a"))
+
+    def readings(second: int) -> list[Reading]:
+        return [Reading("a", "ma", T0 + second * 1000 + 200, 600.0, 10.0 + second / 6),
+                Reading(b, "mb", T0 + second * 1000 + 900, 60.0, 5.0 + second / 60)]
+
+    def minute_windows() -> list[ClosedWindow]:
+        return [msgspec.json.decode(s.value, type=ClosedWindow)
+                for s in capture.sent[window_topics["1m"].get_topic_name()]]
+
+    for second in range(90):  # up to 89.9 s: nobody's watermark reaches 90 s yet
+        await windows.process([batch_event(readings(second), second)])
+    assert minute_windows() == []
+    # "a" at 90.2 s moves the partition clock past 60 s + 30 s grace: both windows close,
+    # "b"'s without waiting for its own reading at 90.9 s
+    await windows.process([batch_event(readings(90)[:1], 90)])
+    closed = {w.household_id: w for w in minute_windows()}
+    assert sorted(closed) == sorted(["a", b])
+    assert closed[b].energy_wh == pytest.approx(0.985)  # 60 W from 0.9 s to 60 s (counter)
+    assert closed[b].readings == 60
+    # its own next reading closes nothing more: the window is emitted once
+    await windows.process([batch_event(readings(90)[1:], 91)])
+    assert len(minute_windows()) == 2

@@ -16,6 +16,7 @@ from app.domain.windows import (
     WindowSize,
     advance,
     apply,
+    close_due,
     live_view,
     partition_clock,
 )
@@ -361,3 +362,35 @@ def test_custom_sizes() -> None:
     # the last reading (60 min) opens a third 30 min window: one reading, no energy after it
     assert [c.energy_wh for c in closed if c.size == "30m"] == pytest.approx([300.0, 300.0, 0.0])
     assert len(by(closed, "5m")) == 13
+
+
+def test_the_partition_clock_closes_a_live_households_window_without_its_next_reading() -> None:
+    p = WindowParams(grace_ms=30 * S)
+    # 1 Hz at a 700 ms phase, up to 89.7 s: its own next reading (90.7 s) would close [0, 60)
+    rs = [rd(T0 + i * S + 700, 3600.0, 1000.0 + i) for i in range(90)]
+    res = apply(None, rs, p, PARIS)
+    assert res.closed == [] and res.state is not None
+    # other households moved the partition clock to 90.0 s: due, not yet 89.9 s
+    assert close_due(res.state, T0 + 90 * S - 100, p) == (res.state, [])
+    state, closed = close_due(res.state, T0 + 90 * S, p)
+    [m] = closed
+    assert (m.start_ms, m.end_ms, m.readings) == (T0, T0 + M, 60)
+    assert m.energy_wh == pytest.approx(59.3)  # 1 Wh/s from 0.7 s, interpolated at 60 s
+    # identical to what the household's own next reading would have closed
+    own = apply(res.state, [rd(T0 + 90 * S + 700, 3600.0, 1090.0)], p, PARIS)
+    assert own.closed == [m]
+    # afterwards its readings continue as usual; one before the closed boundary is late
+    nxt = [rd(T0 + 90 * S + 700, 3600.0, 1090.0), rd(T0 + 59 * S, 1.0, 1059.0)]
+    more = apply(state, nxt, p, PARIS)
+    assert more.closed == [] and [r.ts_ms for r in more.late] == [T0 + 59 * S]
+    assert close_due(state, T0 + 95 * S, p) == (state, [])  # nothing more is due
+
+
+def test_the_partition_clock_leaves_lagging_and_gapped_households_alone() -> None:
+    p = WindowParams(grace_ms=30 * S, max_gap_ms=5 * M)
+    lagging = apply(None, [rd(T0 + i * S, 100.0, 1.0) for i in range(50)], p, PARIS).state
+    assert lagging is not None  # its data stops at 49 s: its window [0, 60) waits for it
+    assert close_due(lagging, T0 + 10 * M, p) == (lagging, [])
+    gap = apply(None, [rd(T0 + 10 * S, 100.0, 1.0), rd(T0 + 7 * M + 5 * S, 100.0, 1.0)], p, PARIS)
+    assert gap.state is not None  # 6 min 55 s without data across the due boundaries
+    assert close_due(gap.state, T0 + 7 * M + 40 * S, p) == (gap.state, [])

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.reading import Reading
-from app.domain.windows import ClosedWindow, HouseholdWindows, WindowParams, advance, apply
+from app.domain.windows import (
+    ClosedWindow,
+    HouseholdWindows,
+    WindowParams,
+    advance,
+    apply,
+    close_due,
+)
 
 STARTS = [
     1_792_879_200_000 - 2 * 3_600_000,  # 2 h before the 25 h day (2026-10-25, Paris)
@@ -177,3 +184,46 @@ def test_clean_counter_energy_equals_counter_difference(
         assert not c.estimated and not c.counter_reset
     for size in ("1m", "15m", "1h", "1d"):
         assert abs(by_size[size] - (last - first)) <= 1e-6 * max(1.0, last - first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scenarios(disorder=False),
+    st.lists(st.integers(1, 8), min_size=1, max_size=10),
+    st.lists(st.integers(0, 120_000), min_size=1, max_size=10),
+)
+def test_closing_by_the_partition_clock_gives_the_same_windows_for_in_order_readings(
+    scenario: tuple[list[Reading], WindowParams, str],
+    sizes: list[int],
+    leads: list[int],
+) -> None:
+    """``close_due`` between batches -- with a partition clock ahead of this household by
+    any amount, as other households of the partition push it -- closes exactly the windows
+    the household's own readings would have closed, with the same numbers."""
+    readings, params, tz = scenario
+    want, _, _, end_state = run_split(readings, params, tz, [])
+    far = readings[-1].ts_ms + 3 * DAY_MS
+    if end_state is not None:
+        want += advance(end_state, far, params)[1]
+    state: HouseholdWindows | None = None
+    got: list[ClosedWindow] = []
+    early = i = call = 0
+    while i < len(readings):
+        batch = readings[i : i + sizes[call % len(sizes)]]
+        res = apply(state, batch, params, tz)
+        assert not res.late and not res.duplicates
+        got += res.closed
+        state = res.state
+        if state is not None:
+            clock = batch[-1].ts_ms + leads[call % len(leads)]
+            state, closed = close_due(DEC.decode(msgspec.msgpack.encode(state)), clock, params)
+            early += len(closed)
+            for w in closed:  # due: the partition clock is past end + grace
+                assert w.end_ms + params.grace_ms <= clock
+            got += closed
+        i += len(batch)
+        call += 1
+    if state is not None:
+        got += advance(state, far, params)[1]
+    key = lambda w: (w.size, w.start_ms)  # noqa: E731
+    assert sorted(got, key=key) == sorted(want, key=key)
