@@ -191,7 +191,7 @@ class Server:
             _log(f"{self.name}: already running at {self.endpoint()}")
             self.bootstrap()
             return
-        if self.pid() is None and self.ready():
+        if self.pid() is None and self.answers():
             raise StackError(
                 f"{self.name}: something not started by this stack already answers at "
                 f"{self.endpoint()}; stop it or choose other ports (WATTFLOW_*_PORT)")
@@ -216,6 +216,10 @@ class Server:
 
     def env(self) -> dict[str, str]:
         return dict(os.environ)
+
+    def answers(self) -> bool:
+        """Something answers on this server's address (ours or not)."""
+        return self.ready()
 
     def wait(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -350,6 +354,9 @@ class Kafka(Server):
 
     def command(self) -> list[str]:
         return self._java_cmd("kafka.Kafka", str(self.properties()))
+
+    def answers(self) -> bool:
+        return port_open(self.s.host, self.s.kafka_port)
 
     def ready(self) -> bool:
         if not port_open(self.s.host, self.s.kafka_port):
