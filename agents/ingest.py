@@ -8,14 +8,20 @@ readings-topic partition (households routed with Kafka's default partitioner, se
 ``app.partitioning``). Everything after it runs in Faust agents on those batches.
 
 It is a Faust service of the same worker (started and stopped with it), in its own consumer
-group ``<app_id>-ingest``. Per-meter dedupe/counter state is a small in-memory table backed by
-a compacted changelog topic (``<app_id>-ingest-meter-state-changelog``, partition = the raw
-partition the meter's records arrive on):
+group ``<app_id>-ingest``. Per-meter dedupe/counter state is an in-memory ``MeterStore`` that
+``ingest_batch`` updates in place, backed by a compacted changelog topic
+(``<app_id>-ingest-meter-state-changelog``, partition = the raw partition the meter's records
+arrive on, value = the msgpack ``MeterState``):
 
-* checkpoint (every ``checkpoint_interval_s``, and before partitions are revoked): send the
-  changed states to the changelog, flush the producer (readings, dead letters and states are
-  then all acknowledged by Kafka), then commit the consumed offsets;
-* on assignment, the states of the newly assigned partitions are restored from the changelog.
+* checkpoint (every ``checkpoint_interval_s``, and before partitions are revoked): freeze the
+  states changed since the last checkpoint and send them to the changelog, flush the producer
+  (readings, dead letters and states are then all acknowledged by Kafka), then commit the
+  consumed offsets;
+* on assignment, the states of the newly assigned partitions are restored from the changelog
+  (thawed into the store).
+
+A batch with readings of unknown meters refreshes the registry (rate-limited) and validates
+those readings again (``retry_unknown_ids``): the store already holds the rest of the batch.
 
 After a crash the stage resumes from the last checkpoint with that checkpoint's states and
 replays the same records: the same readings come out again (the downstream stages are
@@ -38,7 +44,15 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from app import metrics
-from app.domain.ingest import DEFAULT_LIMITS, DeadLetter, MeterState, RawRecord, ingest_batch
+from app.domain.ingest import (
+    DEFAULT_LIMITS,
+    DeadLetter,
+    MeterState,
+    MeterStore,
+    RawRecord,
+    ingest_batch,
+    retry_unknown_ids,
+)
 from app.domain.reading import Reading, ReadingBatch
 from app.main import app
 from app.runtime import json_encoder, partition_of, registry
@@ -54,28 +68,39 @@ _state_encoder = msgspec.msgpack.Encoder()
 
 
 class MeterStates:
-    """Per-meter state of the partitions this worker owns, with what changed since the last
-    checkpoint. ``get`` is the mapping ``ingest_batch`` reads."""
+    """Per-meter state of the partitions this worker owns: the ``MeterStore`` that
+    ``ingest_batch`` updates in place (it also tracks what changed since the last checkpoint),
+    and the changelog partition of each meter."""
 
     def __init__(self) -> None:
-        self.states: dict[str, MeterState] = {}
+        self.store = MeterStore()
         self.partition: dict[str, int] = {}
-        self.dirty: set[str] = set()
 
-    def get(self, meter_id: str, default: MeterState | None = None) -> MeterState | None:
-        return self.states.get(meter_id, default)
+    def get(self, meter_id: str) -> MeterState | None:
+        """A meter's current state, as the changelog would store it."""
+        return self.store.state(meter_id, LIMITS.dedup_memory)
 
-    def put(self, meter_id: str, state: MeterState, partition: int) -> None:
-        self.states[meter_id] = state
-        self.partition.setdefault(meter_id, partition)
-        self.dirty.add(meter_id)
+    def restore(self, meter_id: str, state: MeterState, partition: int) -> None:
+        self.store.restore(meter_id, state)
+        self.partition[meter_id] = partition
+
+    def changed(self) -> list[tuple[str, MeterState, int]]:
+        """``(meter_id, state, changelog partition)`` of every meter changed since the last
+        call (a meter whose records carried no key goes where ``partition_of`` puts it)."""
+        out = []
+        for meter_id, state in self.store.take_changed(LIMITS.dedup_memory).items():
+            p = self.partition.get(meter_id)
+            if p is None:
+                p = self.partition[meter_id] = partition_of(meter_id)
+            out.append((meter_id, state, p))
+        return out
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
-        for meter_id in [m for m, p in self.partition.items() if p in gone]:
-            self.states.pop(meter_id, None)
-            self.partition.pop(meter_id, None)
-            self.dirty.discard(meter_id)
+        meters = [m for m, p in self.partition.items() if p in gone]
+        self.store.drop(meters)
+        for meter_id in meters:
+            del self.partition[meter_id]
 
 
 def route(readings: list[Reading]) -> dict[int, list[Reading]]:
@@ -101,14 +126,12 @@ class IngestStage:
         if registry.stale:
             await registry.refresh()
         now_ms = int(time.time() * 1000)
-        result = ingest_batch(records, registry, self.states, LIMITS, now_ms=now_ms)
+        store = self.states.store
+        result = ingest_batch(records, registry, store, LIMITS, now_ms=now_ms)
         if any(d.reason == "unknown_id" for d in result.dead) and await registry.refresh(
                 min_age_s=5.0):
-            # a meter may have been registered since the last refresh: validate again
-            result = ingest_batch(records, registry, self.states, LIMITS, now_ms=now_ms)
-        for meter_id, state in result.states.items():
-            p = self.states.partition.get(meter_id)
-            self.states.put(meter_id, state, partition_of(meter_id) if p is None else p)
+            # a meter may have been registered since the last refresh: validate those again
+            result = retry_unknown_ids(result, records, registry, store, LIMITS, now_ms=now_ms)
         received_ms = max((r.received_ms for r in records), default=None)
         for partition, group in route(result.readings).items():
             await self.producer.send(self.s.topic_readings, partition=partition,
@@ -138,15 +161,10 @@ class IngestStage:
         """Send every changed state to the changelog (not yet flushed)."""
         topic = changelog_topic(self.s)
         n = 0
-        for meter_id in self.states.dirty:
-            state = self.states.states.get(meter_id)
-            if state is None:
-                continue
+        for meter_id, state, partition in self.states.changed():
             await self.producer.send(topic, key=meter_id.encode(),
-                                     value=_state_encoder.encode(state),
-                                     partition=self.states.partition[meter_id])
+                                     value=_state_encoder.encode(state), partition=partition)
             n += 1
-        self.states.dirty.clear()
         if n:
             metrics.CHANGELOG_WRITES.labels("meter-state").inc(n)
         return n
@@ -307,10 +325,9 @@ async def restore_states(s: Settings, partitions: list[int], states: MeterStates
                 for m in msgs:
                     meter_id = (m.key or b"").decode("utf-8", "replace")
                     if m.value is None:
-                        states.states.pop(meter_id, None)
+                        states.store.drop([meter_id])
                     else:
-                        states.states[meter_id] = _state_decoder.decode(m.value)
-                        states.partition[meter_id] = tp.partition
+                        states.restore(meter_id, _state_decoder.decode(m.value), tp.partition)
                         n += 1
                     if m.offset + 1 >= end[tp]:
                         remaining.discard(tp)

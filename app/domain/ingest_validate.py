@@ -105,10 +105,14 @@ class CounterCandidate(msgspec.Struct, frozen=True, array_like=True, gc=False):
 class MeterState(msgspec.Struct, frozen=True, array_like=True):
     """Per-meter ingestion state, the value of a Faust table keyed by meter id.
 
-    Encoded as a JSON array ``[last_ts_ms, energy_wh, energy_ts_ms, recent, candidate]`` where
-    ``recent`` is base64 (about 0.75 KB with the default 64 remembered timestamps) and
+    Encoded as a JSON array ``[last_ts_ms, energy_wh, energy_ts_ms, recent, candidate, series]``
+    where ``recent`` is base64 (about 0.75 KB with the default 64 remembered timestamps) and
     ``candidate`` is ``null`` or ``[energy_wh, ts_ms, readings]``. States written before
-    ``candidate`` existed (four elements) decode with ``candidate=None``.
+    ``candidate`` or ``series`` existed (four or five elements) decode with ``candidate=None``
+    and ``series=0``.
+
+    It is the changelog format: ingestion works on a mutable copy
+    (:class:`app.domain.ingest_store.MeterWork`) and freezes it into this at checkpoints.
     """
 
     last_ts_ms: int
@@ -123,64 +127,9 @@ class MeterState(msgspec.Struct, frozen=True, array_like=True):
     candidate: CounterCandidate | None = None
     """A counter discontinuity being confirmed (``None`` normally). ``energy_wh`` and
     ``energy_ts_ms`` stay the reference until it is confirmed."""
-
-
-NO_TS: Final = -(2**63)
-"""``MeterWork.last_ts_ms`` of a meter without state: every event time is newer."""
-
-
-class MeterWork(msgspec.Struct, gc=False):
-    """Mutable per-batch working copy of one meter's :class:`MeterState`.
-
-    The remembered event times are ``unpack(recent) + tail``, of which only the last
-    ``dedup_memory`` count: readings newer than the last one only append to ``tail``, and the
-    immutable state is built once per meter and batch (:meth:`freeze`). A meter without state
-    has ``last_ts_ms == NO_TS`` (every reading is newer, :func:`admit` treats it as ``None``).
-    """
-
-    last_ts_ms: int
-    energy_wh: float | None
-    energy_ts_ms: int
-    recent: bytes
-    tail: list[int]
-    changed: bool = False
-    """Set when the state was replaced by :meth:`thaw` (an appended ``tail`` also counts)."""
-    candidate: CounterCandidate | None = None
-    """As in :class:`MeterState`; an accepted reading that carries a counter clears it."""
-
-    @classmethod
-    def load(cls, state: MeterState | None) -> MeterWork:
-        if state is None:
-            return cls(NO_TS, None, 0, b"", [])
-        return cls(
-            state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, [], False,
-            state.candidate,
-        )  # fmt: skip
-
-    def freeze(self, memory: int) -> MeterState | None:
-        """The state as :func:`admit` would have left it (``None``: no state yet)."""
-        if self.last_ts_ms == NO_TS:
-            return None
-        recent = self.recent
-        tail = self.tail
-        if tail:
-            n = min(len(tail), memory)
-            recent += pack1(tail[-1]) if n == 1 else struct.pack(f"<{n}q", *tail[-n:])
-            if len(recent) > 8 * memory:
-                recent = recent[-8 * memory :]
-        return MeterState(
-            self.last_ts_ms, self.energy_wh, self.energy_ts_ms, recent, self.candidate
-        )
-
-    def thaw(self, state: MeterState) -> None:
-        """Replace the working state with ``state`` (a verdict of the reference path)."""
-        self.last_ts_ms = state.last_ts_ms
-        self.energy_wh = state.energy_wh
-        self.energy_ts_ms = state.energy_ts_ms
-        self.recent = state.recent
-        self.tail = []
-        self.changed = True
-        self.candidate = state.candidate
+    series: int = 0
+    """Counter series of ``energy_wh`` (:attr:`Reading.counter_series`): :func:`admit` adds one
+    at every counter discontinuity it accepts."""
 
 
 def recent_ts(state: MeterState) -> list[int]:
@@ -312,6 +261,9 @@ def admit(
     reading with a counter drops it, so a one-off spike or alternating garbage is never
     confirmed.
 
+    Every accepted discontinuity (a reset or a confirmed jump/drop: ``reset_from_wh`` is set)
+    starts a new counter series: the new state's ``series`` is one more.
+
     A late reading (older than the last accepted one) is accepted and remembered, unless the
     meter's memory is full and it is older than everything remembered: it might be a re-send
     that was forgotten, so it is ``ts_too_old`` rather than risk counting it twice.
@@ -348,7 +300,8 @@ def admit(
                         return rejected
                     reset = prev  # a confirmed jump to a new level
         recent = (state.recent + _pack1(ts_ms))[-8 * memory :]
-        return Admitted(MeterState(ts_ms, new_energy, energy_ts, recent, candidate), reset)
+        series = state.series if reset is None else state.series + 1
+        return Admitted(MeterState(ts_ms, new_energy, energy_ts, recent, candidate, series), reset)
     remembered = recent_ts(state)
     if len(remembered) >= memory and ts_ms < remembered[-memory]:
         return Rejected(
@@ -363,6 +316,7 @@ def admit(
         state.energy_ts_ms,
         pack_ts(remembered[-memory:]),
         state.candidate,
+        state.series,
     )
     return Admitted(late, None)
 
@@ -410,7 +364,7 @@ def _discontinuity(
         )
     detail = f"{what}; awaiting confirmation ({n}/{need + 1} readings at the new level)"
     new_state = MeterState(
-        state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, cand
+        state.last_ts_ms, state.energy_wh, state.energy_ts_ms, state.recent, cand, state.series
     )
     return Rejected(reason, detail, None if cand == c else new_state)
 

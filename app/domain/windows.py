@@ -548,8 +548,8 @@ def close_due(
     readings exactly as when the household's own reading closes it: for readings that arrive
     in order the closed windows are identical either way (property-tested). A household whose
     own data lags behind the partition (watermark before ``end``) or that has a gap across
-    ``end`` is left to its own readings or to :func:`advance`. Afterwards readings before the closed boundary are
-    late. Returns the same state object when nothing closes.
+    ``end`` is left to its own readings or to :func:`advance`. Afterwards readings before the
+    closed boundary are late. Returns the same state object when nothing closes.
     """
     wm = state.watermark_ms
     small = params.sizes[0].length_ms

@@ -100,9 +100,49 @@ async def test_bad_records_become_dead_letters_and_duplicates_are_dropped(stage)
 
 def test_dropping_revoked_partitions_forgets_only_their_meters() -> None:
     states = ingest.MeterStates()
-    s = MeterState(1, None, 1, b"")
-    states.put("a", s, 0)
-    states.put("b", s, 1)
+    s = MeterState(1, None, 1, (1).to_bytes(8, "little"))
+    states.restore("a", s, 0)
+    states.restore("b", s, 1)
+    states.store.changed.update({"a", "b"})
     states.drop_partitions([0])
     assert states.get("a") is None and states.get("b") == s
-    assert states.dirty == {"b"}
+    assert [(m, p) for m, _, p in states.changed()] == [("b", 1)]
+
+
+async def test_restored_states_are_continued_and_not_written_back(stage) -> None:  # type: ignore[no-untyped-def]
+    recs, keys = records([("m1", doc("m1", "h1", 0)), ("m2", doc("m2", "h2", 0))])
+    await stage.process(recs, keys)
+    await stage.write_states()
+    log = stage.producer.on(ingest_changelog_topic(S))
+    restored = ingest.MeterStates()
+    for _, key, value, partition, _ in log:
+        restored.restore(key.decode(), msgspec.msgpack.decode(value, type=MeterState), partition)
+    stage.states = restored
+    stage.producer.sent.clear()
+    await stage.process(*records([("m1", doc("m1", "h1", 0)), ("m1", doc("m1", "h1", 1))]))
+    assert await stage.write_states() == 1  # m1 only: m2 was restored, not changed
+    (state,) = [msgspec.msgpack.decode(v, type=MeterState)
+                for _, _, v, _, _ in stage.producer.on(ingest_changelog_topic(S))]
+    assert state.last_ts_ms == T0 + 1000
+    readings = [r for _, _, v, _, _ in stage.producer.on(S.topic_readings)
+                for r in msgspec.json.decode(v, type=ReadingBatch).readings]
+    assert [r.ts_ms for r in readings] == [T0 + 1000]  # the first one was a duplicate
+
+
+async def test_an_unknown_meter_is_validated_again_after_a_registry_refresh(  # type: ignore[no-untyped-def]
+        stage, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refreshing(dict):  # type: ignore[type-arg]
+        stale = False
+
+        async def refresh(self, *, min_age_s: float = 0.0) -> bool:
+            self["m9"] = MeterInfo("h9", 9000.0, False)
+            return True
+
+    monkeypatch.setattr(ingest, "registry", Refreshing({"m1": MeterInfo("h1", 9000.0, False)}))
+    await stage.process(*records([("m1", doc("m1", "h1", 0)), ("m9", doc("m9", "h9", 0)),
+                                  ("m8", doc("m8", "h8", 0))]))
+    readings = [r for _, _, v, _, _ in stage.producer.on(S.topic_readings)
+                for r in msgspec.json.decode(v, type=ReadingBatch).readings]
+    assert sorted(r.meter_id for r in readings) == ["m1", "m9"]  # m1 once
+    dead = [orjson.loads(v) for _, _, v, _, _ in stage.producer.on(S.topic_deadletter)]
+    assert [(d["reason"], d["meter_id"]) for d in dead] == [("unknown_id", "m8")]

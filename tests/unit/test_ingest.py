@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +17,11 @@ from app.domain.ingest import (
     IngestLimits,
     IngestResult,
     MeterState,
+    MeterStore,
     RawRecord,
     Reason,
     ingest_batch,
+    retry_unknown_ids,
 )
 from app.domain.ingest_validate import CounterCandidate, recent_ts
 from app.domain.reading import Reading
@@ -59,20 +62,41 @@ def rec(
     return RawRecord(raw, topic, 3, offset, received)
 
 
+@dataclass(slots=True)
+class Ran(IngestResult):
+    """An :class:`IngestResult` with the states the batch changed (``store.take_changed()``)."""
+
+    states: dict[str, MeterState] = field(default_factory=dict)
+
+
+def stored(store: MeterStore, limits: IngestLimits) -> dict[str, MeterState]:
+    """Every state of the store, frozen."""
+    frozen = {m: store.state(m, limits.dedup_memory) for m in store.meters}
+    return {m: s for m, s in frozen.items() if s is not None}
+
+
 def run(
     records: Sequence[RawRecord],
     states: dict[str, MeterState] | None = None,
     limits: IngestLimits | None = None,
     **kw: Any,
-) -> IngestResult:
-    """Run both the fast and the reference path and insist they agree."""
-    args = (records, REGISTRY, states or {}, limits or IngestLimits())
-    fast = ingest_batch(*args, **kw)
-    slow = ingest_batch(*args, fast=False, **kw)
-    assert fast == slow
-    assert fast.balanced()
-    assert len(fast.per_record) == len(records)
-    return fast
+) -> Ran:
+    """Run both the fast and the reference path, each on a store restored from ``states``,
+    and insist they agree, on the result and on the whole store after the batch."""
+    limits = limits or IngestLimits()
+    ran = []
+    for fast in (True, False):
+        store = MeterStore((states or {}).items())
+        r = ingest_batch(records, REGISTRY, store, limits, fast=fast, **kw)
+        changed = store.take_changed(limits.dedup_memory)
+        ran.append((Ran(r.readings, r.dead, r.duplicates, r.counter_resets, r.per_record, changed),
+                    stored(store, limits)))  # fmt: skip
+    (fast_result, fast_store), (slow_result, slow_store) = ran
+    assert fast_result == slow_result
+    assert fast_store == slow_store
+    assert fast_result.balanced()
+    assert len(fast_result.per_record) == len(records)
+    return fast_result
 
 
 def reasons(result: IngestResult) -> list[str]:
@@ -267,12 +291,62 @@ def test_late_reading_beyond_the_dedup_memory_is_too_old() -> None:
     assert reasons(late) == ["ts_too_old", "ts_too_old"]
 
 
-def test_states_input_is_not_modified_and_only_touched_meters_are_returned() -> None:
-    states = {"m-2": MeterState(T0 - 1000, 50.0, T0 - 1000, b"")}
-    snapshot = dict(states)
-    result = run([rec(reading(T0))], states=states)
-    assert states == snapshot
-    assert set(result.states) == {"m-1"}
+def test_only_changed_meters_are_taken_and_the_others_stay_as_restored() -> None:
+    kept = MeterState(T0 - 1000, 50.0, T0 - 1000, (T0 - 1000).to_bytes(8, "little"))
+    store = MeterStore([("m-2", kept)])
+    assert store.changed == set()  # restoring is not a change
+    ingest_batch([rec(reading(T0))], REGISTRY, store)
+    assert store.changed == {"m-1"}
+    assert set(store.take_changed()) == {"m-1"}
+    assert store.take_changed() == {}  # taken: nothing changed since
+    assert store.state("m-2") == kept
+    ingest_batch([rec(reading(T0))], REGISTRY, store)  # a re-send changes nothing
+    assert store.changed == set()
+    store.drop(["m-2"])
+    assert store.state("m-2") is None
+
+
+def test_unknown_meters_get_no_state() -> None:
+    store = MeterStore()
+    ingest_batch([rec(reading(T0, meter="m-9")), rec(b"{")], REGISTRY, store)
+    assert store.meters == {} and store.changed == set()
+
+
+def test_the_store_follows_a_registry_change() -> None:
+    """Bounds are cached per meter, and derived again when the registry entry changes."""
+    store = MeterStore()
+    assert len(ingest_batch([rec(reading(T0 - 1000, power_w=8_000.0))], REGISTRY, store).readings)
+    smaller = REGISTRY | {"m-1": MeterInfo("hh-1", 6_000.0, exports=False)}
+    result = ingest_batch([rec(reading(T0, power_w=8_000.0))], smaller, store)
+    assert [d.reason for d in result.dead] == [Reason.OUT_OF_RANGE]
+    moved = REGISTRY | {"m-1": MeterInfo("hh-9", 9_000.0, exports=False)}
+    result = ingest_batch([rec(reading(T0 + 500) | {"household_id": "hh-9"})], moved, store)
+    assert [r.household_id for r in result.readings] == ["hh-9"]
+
+
+def test_retry_unknown_ids_validates_only_those_again() -> None:
+    records = [
+        rec(reading(T0 - 2000, meter="m-9"), offset=0),
+        rec([reading(T0 - 1000), reading(T0 - 1000, meter="m-9"),
+             reading(T0, meter="m-9", power_w=50_000.0)], offset=1),
+        rec(reading(T0 - 2000, meter="m-9"), offset=2),  # a re-send of offset 0
+        rec(reading(T0 - 500, meter="m-8"), offset=3),
+    ]  # fmt: skip
+    store = MeterStore()
+    first = ingest_batch(records, REGISTRY, store)
+    assert first.per_record == [(0, 0, 1), (1, 0, 2), (0, 0, 1), (0, 0, 1)]
+    registry = REGISTRY | {"m-9": MeterInfo("hh-x", 9_000.0, exports=False)}
+    result = retry_unknown_ids(first, records, registry, store)
+    assert result.balanced()
+    assert result.per_record == [(1, 0, 0), (2, 0, 1), (0, 1, 0), (0, 0, 1)]
+    assert [(r.meter_id, r.ts_ms) for r in result.readings] == [
+        ("m-1", T0 - 1000), ("m-9", T0 - 2000), ("m-9", T0 - 1000)]  # fmt: skip
+    assert [(d.offset, d.index, d.reason) for d in result.dead] == [
+        (1, 2, Reason.OUT_OF_RANGE), (3, None, Reason.UNKNOWN_ID)]  # fmt: skip
+    assert orjson.loads(result.dead[0].raw)["power_w"] == 50_000.0
+    assert result.duplicates == 1
+    # the reading of m-1 was not ingested twice: its state has it once
+    assert recent_ts(store.take_changed()["m-1"]) == [T0 - 1000]
 
 
 def test_meter_state_is_small_and_round_trips_through_json() -> None:
@@ -694,3 +768,75 @@ def test_tic_meter_replaced_by_one_with_a_higher_counter() -> None:
     assert result.per_record == [(1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 1), (1, 0, 0)]
     resets = [(c.previous_wh, c.new_wh) for c in result.counter_resets]
     assert resets == [(123_456.0, 45_000_030.0)]
+
+
+# -- counter series: every accepted discontinuity starts a new one ------------------------------
+
+
+def series_of(result: IngestResult) -> list[tuple[int, int]]:
+    return [(r.ts_ms, r.counter_series) for r in result.readings]
+
+
+def test_a_reset_starts_a_new_counter_series() -> None:
+    records = counter_records([(0, 1_000_000.0), (60, 1_000_100.0), (120, 12.0), (180, 40.0),
+                               (240, None), (300, 90.0)])  # fmt: skip
+    result = run(records)
+    assert [s for _, s in series_of(result)] == [0, 0, 1, 1, 1, 1]
+    assert result.states["m-1"].series == 1
+    assert msgspec.json.decode(msgspec.json.encode(result.readings[2]), type=Reading) == (
+        result.readings[2])
+
+
+def test_a_confirmed_jump_starts_a_new_counter_series() -> None:
+    records = counter_records([(0, 1_000_000.0), (60, 1_200_000.0), (120, 1_200_100.0),
+                               (180, 1_200_200.0), (240, 1_200_300.0), (300, 1_200_400.0),
+                               (360, 0.0), (420, 50.0)])  # fmt: skip
+    result = run(records)
+    assert outcomes(result, records) == [OK, OOR, OOR, OOR, RESET, OK, RESET, OK]
+    assert [s for _, s in series_of(result)] == [0, 1, 1, 2, 2]
+    assert result.states["m-1"].series == 2
+
+
+def test_rejected_discontinuities_and_late_readings_keep_the_series() -> None:
+    t = T0 - 3_600_000
+    records = [
+        *counter_records([(0, 1_000_000.0), (60, 10.0), (120, 20.0), (180, 500_000.0)]),
+        rec(reading(t + 90_000, energy_wh=15.0), 9, t + 200_000),  # late
+    ]
+    result = run(records)
+    assert outcomes(result, records) == [OK, RESET, OK, OOR, OK]
+    assert [s for _, s in series_of(result)] == [0, 1, 1, 1]
+    assert result.states["m-1"].series == 1
+
+
+def test_a_restored_state_keeps_its_series() -> None:
+    first = run(counter_records([(0, 1_000_000.0), (60, 10.0)]))
+    assert first.states["m-1"].series == 1
+    # through the changelog (msgpack), then a new store
+    states = {k: msgspec.msgpack.decode(msgspec.msgpack.encode(v), type=MeterState)
+              for k, v in first.states.items()}  # fmt: skip
+    later = run(counter_records([(120, 20.0), (180, 5.0)]), states=states)
+    assert [s for _, s in series_of(later)] == [1, 2]
+    again = run(counter_records([(240, 30.0)]), states=later.states)
+    assert [s for _, s in series_of(again)] == [2]
+
+
+def test_states_stored_before_the_series_decode_with_series_zero() -> None:
+    recent = T0.to_bytes(8, "little")
+    five = msgspec.msgpack.encode([T0, 1_000.0, T0, recent, [2_000.0, T0, 1]])
+    state = msgspec.msgpack.decode(five, type=MeterState)
+    assert state == MeterState(T0, 1_000.0, T0, recent, CounterCandidate(2_000.0, T0, 1), 0)
+    json_four = msgspec.json.encode([T0, 1_000.0, T0, recent])
+    assert msgspec.json.decode(json_four, type=MeterState).series == 0
+    result = run([rec(reading(T0 + 1000, energy_wh=1_000.5))], states={"m-1": state})
+    assert series_of(result) == [(T0 + 1000, 0)]
+
+
+def test_array_and_tic_readings_carry_the_series() -> None:
+    t = T0 - 3_600_000
+    items = [reading(t + 60_000 * i, energy_wh=e)
+             for i, e in enumerate([1_000_000.0, 5.0, 6.0, 7.0])]  # fmt: skip
+    assert [s for _, s in series_of(run([rec(items)]))] == [0, 1, 1, 1]
+    old = tic_envelope(build_frame_standard(STD | {"EAST": "045000000"}), T0 - 2000)
+    new = tic_envelope(build_frame_standard(STD | {"EAST": "000000012"}), T0)
+    assert [s for _, s in series_of(run([tic_rec(old), tic_rec(new), tic_rec([new])]))] == [0, 1]

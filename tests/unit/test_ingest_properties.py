@@ -9,7 +9,15 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain.ingest import IngestLimits, IngestResult, RawRecord, Reason, ingest_batch
+from app.domain.ingest import (
+    IngestLimits,
+    IngestResult,
+    MeterState,
+    MeterStore,
+    RawRecord,
+    Reason,
+    ingest_batch,
+)
 from app.domain.registry import MeterInfo
 from app.domain.tic import build_frame_historique, build_frame_standard
 
@@ -94,10 +102,20 @@ record_values = st.one_of(
 )
 
 
+def frozen(store: MeterStore, limits: IngestLimits) -> dict[str, MeterState]:
+    """Every state of the store (the fast path may create empty entries the reference path
+    does not: they freeze to ``None``)."""
+    states = {m: store.state(m, limits.dedup_memory) for m in store.meters}
+    return {m: s for m, s in states.items() if s is not None}
+
+
 def check(records: list[RawRecord]) -> IngestResult:
-    fast = ingest_batch(records, REGISTRY, {}, LIMITS, now_ms=T0)
-    slow = ingest_batch(records, REGISTRY, {}, LIMITS, now_ms=T0, fast=False)
+    fast_store, slow_store = MeterStore(), MeterStore()
+    fast = ingest_batch(records, REGISTRY, fast_store, LIMITS, now_ms=T0)
+    slow = ingest_batch(records, REGISTRY, slow_store, LIMITS, now_ms=T0, fast=False)
     assert fast == slow
+    assert frozen(fast_store, LIMITS) == frozen(slow_store, LIMITS)
+    assert fast_store.changed == slow_store.changed
     assert fast.balanced()
     assert len(fast.per_record) == len(records)
     for record, (valid, dup, dead) in zip(records, fast.per_record, strict=True):
@@ -138,12 +156,16 @@ def test_replaying_a_batch_yields_only_duplicates_and_the_same_dead(
     so on replay it is that reading's duplicate."""
     limits = IngestLimits(dedup_memory=16)
     records = [RawRecord(encode(x), "meter.raw.json", 0, i, T0) for i, x in enumerate(items)]
-    first = ingest_batch(records, REGISTRY, {}, limits, now_ms=T0)
-    assert first == ingest_batch(records, REGISTRY, {}, limits, now_ms=T0, fast=False)
-    replay = ingest_batch(records, REGISTRY, first.states, limits, now_ms=T0)
-    assert replay == ingest_batch(records, REGISTRY, first.states, limits, now_ms=T0, fast=False)
+    store, slow_store = MeterStore(), MeterStore()
+    first = ingest_batch(records, REGISTRY, store, limits, now_ms=T0)
+    assert first == ingest_batch(records, REGISTRY, slow_store, limits, now_ms=T0, fast=False)
+    store.take_changed(limits.dedup_memory)
+    slow_store.take_changed(limits.dedup_memory)
+    replay = ingest_batch(records, REGISTRY, store, limits, now_ms=T0)
+    assert replay == ingest_batch(records, REGISTRY, slow_store, limits, now_ms=T0, fast=False)
     assert replay.balanced()
     assert replay.readings == []
-    assert replay.states == {}
+    assert store.changed == set()
+    assert frozen(store, limits) == frozen(slow_store, limits)
     for before, after in zip(first.per_record, replay.per_record, strict=True):
         assert after == (0, 1, 0) or after == before == (0, 0, 1)

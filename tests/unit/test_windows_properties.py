@@ -226,4 +226,11 @@ def test_closing_by_the_partition_clock_gives_the_same_windows_for_in_order_read
     if state is not None:
         got += advance(state, far, params)[1]
     key = lambda w: (w.size, w.start_ms)  # noqa: E731
-    assert sorted(got, key=key) == sorted(want, key=key)
+    got, want = sorted(got, key=key), sorted(want, key=key)
+    # the same windows; the boundary split adds the same energies in another order, so the
+    # energy may differ in the last bits (a replay closes at the same points: bit-identical)
+    assert [msgspec.structs.replace(w, energy_wh=0.0) for w in got] == [
+        msgspec.structs.replace(w, energy_wh=0.0) for w in want
+    ]
+    for g, w in zip(got, want, strict=True):
+        assert g.energy_wh == pytest.approx(w.energy_wh, rel=1e-12, abs=1e-9)
