@@ -6,9 +6,11 @@ Start a worker with ``faust -A app.worker worker`` (see ``Procfile``).
 from __future__ import annotations
 
 import gc
+import time
 
 import faust
 
+from app import metrics
 from app.settings import Settings, get_settings
 
 
@@ -54,7 +56,21 @@ async def tune_gc() -> None:
     readings; full collections of a large heap were a measurable share of a worker's CPU)."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    gc.callbacks.append(_time_gc)
     # table writes (send_soon) queue in Faust's producer buffer; a checkpoint writes one
     # record per changed household, so let the buffer hold a checkpoint's worth instead of
     # stalling the streams every 100 records
     app.producer.buffer.max_messages = 50_000
+
+
+_gc_started = 0.0
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    """Each collection's pause into ``wattflow_gc_pause_seconds`` (a full collection of a
+    large heap stops every agent of the worker at once)."""
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+    else:
+        metrics.GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - _gc_started)

@@ -62,3 +62,5 @@ PROCESSING_LATENCY = Histogram("wattflow_processing_seconds",
 CONSUMER_LAG = Gauge("wattflow_consumer_lag_messages", "Consumer lag by topic and partition",
                      ["topic", "partition"])
 EVENT_LOOP_LAG = Gauge("wattflow_event_loop_lag_seconds", "Latest event-loop scheduling delay")
+GC_PAUSE = Histogram("wattflow_gc_pause_seconds", "Garbage-collection pauses by generation",
+                     ["generation"], buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
