@@ -52,12 +52,16 @@ def aligned_past_start(now_s: float, lead_s: int, min_past_s: float = 2.0) -> in
     return (latest + lead_s) // 60 * 60 - lead_s
 
 
-async def drive(households: int, duration_s: float, seed: int, lead_s: int) -> dict[str, object]:
+async def drive(households: int, duration_s: float, seed: int, lead_s: int,
+                resets_per_day: float = 0.0) -> dict[str, object]:
+    """``resets_per_day``: energy-counter resets injected per household and day (each opens a
+    ``counter_backwards`` alert at once: what the reading -> alert latency is measured on)."""
     s = get_settings()
     start_s = aligned_past_start(time.time(), lead_s)
     cfg = LoadgenConfig(households=households, rate_hz=1.0, duration_s=duration_s, seed=seed,
                         progress=False, start_s=start_s, topic_json=s.topic_raw_json,
-                        topic_tic=s.topic_raw_tic)
+                        topic_tic=s.topic_raw_tic, signal_faults_per_day=resets_per_day,
+                        signal_fault_kinds=("counter_reset",))
     wall = ShiftedWall(start_s - 0.2)  # first call is just before sending starts
     report = await run(cfg, make_sink("kafka"), wall=wall)
     t_end = time.time()
@@ -74,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lead-s", type=int, default=3)
+    ap.add_argument("--resets-per-day", type=float, default=0.0,
+                    help="counter resets injected per household and day (alerts)")
     a = ap.parse_args(argv)
-    out = asyncio.run(drive(a.households, a.duration, a.seed, a.lead_s))
+    out = asyncio.run(drive(a.households, a.duration, a.seed, a.lead_s, a.resets_per_day))
     sys.stdout.write(orjson.dumps(out).decode() + "\n")
     return 0
 

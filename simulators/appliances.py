@@ -317,7 +317,10 @@ def plan_day(spec: HouseholdSpec, arch: Archetype, ctx: DayContext) -> list[Acti
             add("dishwasher", dinner + rng.uniform(1.0, 2.0), dishwasher(rng))
     # electric water heater: the off-peak relay starts it; otherwise its thermostat after draws
     if arch.water_heater:
-        p_wh = rng.choice((1200.0, 2000.0, 2400.0, 3000.0))
+        # a heater the contract carries beside the base load (a 3 kVA contract with a 3 kW
+        # heater would trip the breaker; its readings would be dead-lettered as out of range)
+        p_wh = rng.choice([p for p in (1200.0, 2000.0, 2400.0, 3000.0)
+                           if p <= 0.8 * spec.max_power_w] or [1200.0])
         need_wh = occ * rng.uniform(1300, 2200) * (1 + 0.25 * winter)
         if spec.tariff == "HC":
             add("water_heater", at(hc_start) + int(rng.uniform(0, 60)),
