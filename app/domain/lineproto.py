@@ -207,15 +207,29 @@ def reading(r: Reading) -> str:
     return f"{head}{','.join(fs)} {r.ts_ms}"
 
 
+def _channel_head(household_id: str, meter_id: str, name: str) -> str:
+    key = (household_id, meter_id, name)
+    head = _channel_heads.get(key)
+    if head is None:
+        meter = f",meter={escape_key(meter_id)}" if meter_id else ""
+        head = (f"channel_power,appliance={escape_key(name)},household={escape_key(household_id)}"
+                f"{meter} power_w=")
+        if len(_channel_heads) >= _CACHE_MAX:
+            _channel_heads.clear()
+        _channel_heads[key] = head
+    return head
+
+
+_channel_heads: dict[tuple[str, str, str], str] = {}
+
+
 def channel_power(r: Reading) -> list[str]:
     """One ``channel_power`` point per sub-metered channel of a reading (RP ``raw``)."""
     if not r.channels_w:
         return []
-    hh = escape_key(r.household_id)
-    meter = f",meter={escape_key(r.meter_id)}" if r.meter_id else ""
-    return [f"channel_power,appliance={escape_key(name)},household={hh}{meter} "
-            f"power_w={float(w)!r} {r.ts_ms}"
-            for name, w in sorted(r.channels_w.items()) if math.isfinite(w)]
+    hh, meter, ts = r.household_id, r.meter_id, r.ts_ms
+    return [f"{_channel_head(hh, meter, name)}{float(w)!r} {ts}"
+            for name, w in sorted(r.channels_w.items()) if w - w == 0.0]
 
 
 # --- windows -----------------------------------------------------------------------------------
