@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from itertools import pairwise
 
 import msgspec
 
@@ -47,20 +47,29 @@ async def publish(alerts: list[AlertRecord]) -> None:
 
 
 async def process(events: list) -> None:  # type: ignore[type-arg]
-    by_household: dict[str, list[tuple[Reading, int]]] = defaultdict(list)
+    by_household: dict[str, tuple[list[Reading], list[int]]] = {}
+    n = 0
     for e in events:
         received = int(e.message.timestamp * 1000)
-        for r in decode_batch(e.message):
-            by_household[r.household_id].append((r, received))
-    metrics.STAGE_READINGS.labels("anomaly").inc(sum(len(p) for p in by_household.values()))
-    for hid, pairs in by_household.items():
-        pairs.sort(key=lambda p: p[0].ts_ms)
-        readings = [p[0] for p in pairs]
+        readings = decode_batch(e.message)
+        n += len(readings)
+        for r in readings:
+            entry = by_household.get(r.household_id)
+            if entry is None:
+                entry = by_household[r.household_id] = ([], [])
+            entry[0].append(r)
+            entry[1].append(received)
+    metrics.STAGE_READINGS.labels("anomaly").inc(n)
+    for hid, (readings, received_ms) in by_household.items():
+        if len(readings) > 1 and any(a.ts_ms > b.ts_ms for a, b in pairwise(readings)):
+            order = sorted(range(len(readings)), key=lambda i: readings[i].ts_ms)
+            readings = [readings[i] for i in order]
+            received_ms = [received_ms[i] for i in order]
         info = registry.get(readings[-1].meter_id, _UNKNOWN)
         state = detector_states.get(hid)
         if state is None:
             state = initial_state(hid, readings[-1].meter_id, info)
-        state, alerts = step(state, readings, PARAMS, info, [p[1] for p in pairs])
+        state, alerts = step(state, readings, PARAMS, info, received_ms)
         detector_states.put(hid, state)
         await publish(alerts)
     if events:
