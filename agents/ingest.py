@@ -53,7 +53,7 @@ from app.domain.ingest import (
     ingest_batch,
     retry_unknown_ids,
 )
-from app.domain.reading import Reading, ReadingBatch
+from app.domain.reading import Reading, encode_batch
 from app.main import app
 from app.runtime import json_encoder, partition_of, registry
 from app.settings import Settings, get_settings
@@ -136,7 +136,7 @@ class IngestStage:
         for partition, group in route(result.readings).items():
             await self.producer.send(self.s.topic_readings, partition=partition,
                                      timestamp_ms=received_ms,
-                                     value=json_encoder.encode(ReadingBatch(group)))
+                                     value=encode_batch(group))
         await self.send_dead(result.dead)
         tic = sum(1 for r in records if r.topic == self.s.topic_raw_tic)
         metrics.RECORDS_IN.labels("tic").inc(tic)

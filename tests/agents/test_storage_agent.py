@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from agents import storage
-from app.domain.reading import Reading, ReadingBatch
+from app.domain.reading import Reading, encode_batch
 from app.domain.windows import ClosedWindow
 from app.settings import get_settings
 from app.topics import alerts_topic, appliance_energy_topic, appliance_events_topic
@@ -24,7 +24,7 @@ def test_readings_become_points_with_channels_after_readings() -> None:
     rs = [Reading("h1", "m1", T0, 500.0, energy_wh=10.0, channels_w={"fridge": 80.0}),
           Reading("h2", "m2", T0, 200.0)]
     lines, invalid = storage.reading_lines(
-        [event(msgspec.json.encode(ReadingBatch(rs)), S.topic_readings, 9_999)])
+        [event(encode_batch(rs), S.topic_readings, 9_999)])
     assert invalid == []
     assert [ln.split(",", 1)[0] for ln in lines] == ["reading", "reading", "channel_power"]
     assert lines[0] == (f"reading,household=h1,meter=m1,source=json "

@@ -9,7 +9,7 @@ import pytest
 import agents.windows as windows
 from app import runtime
 from app.checkpoint import StateCheckpoint
-from app.domain.reading import Reading, ReadingBatch
+from app.domain.reading import Reading, encode_batch
 from app.domain.windows import ClosedWindow, HouseholdWindows
 from app.partitioning import HouseholdPartitioner
 from app.topics import late_topic, window_topics
@@ -38,7 +38,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, capture: Capture):  # type: ignore[no
 
 def batch_event(readings: list[Reading], offset: int) -> FakeEvent:
     part = HouseholdPartitioner(4)(readings[0].household_id)
-    value = msgspec.json.encode(ReadingBatch(readings))
+    value = encode_batch(readings)
     return FakeEvent(FakeMessage(value, "meter.readings", part, offset,
                                  readings[-1].ts_ms / 1000 + 1))
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import msgspec
 import orjson
 import pytest
 
 from app import devrun
-from app.domain.reading import ReadingBatch
+from app.domain.reading import decode_batch
 from app.domain.registry import MeterInfo
 from app.services.influx_query import InfluxQuery  # noqa: F401 - the query layer must import
 
@@ -70,8 +69,7 @@ async def test_every_record_is_accounted_for_and_readings_reach_influxdb(world: 
     world.wait_ready(worker)
 
     values = await consume_all(s, s.topic_readings, idle_s=5.0, timeout_s=90)
-    decoder = msgspec.json.Decoder(ReadingBatch)
-    readings = [r for v in values for r in decoder.decode(v).readings]
+    readings = [r for v in values for r in decode_batch(v)]
     dead = [orjson.loads(v) for v in await consume_all(s, s.topic_deadletter, expect=len(bad))]
 
     assert len(readings) == expected_valid
