@@ -133,7 +133,10 @@ class IngestStage:
             # a meter may have been registered since the last refresh: validate those again
             result = retry_unknown_ids(result, records, registry, store, LIMITS, now_ms=now_ms)
         received_ms = max((r.received_ms for r in records), default=None)
-        for partition, group in route(result.readings).items():
+        # readings beyond the connection were dead-lettered; they also travel, flagged, to the
+        # anomaly stage (spike alerts) -- every other stage skips them
+        for partition, group in route(result.readings + result.implausible
+                                      if result.implausible else result.readings).items():
             await self.producer.send(self.s.topic_readings, partition=partition,
                                      timestamp_ms=received_ms,
                                      value=encode_batch(group))
@@ -145,6 +148,7 @@ class IngestStage:
         metrics.READINGS_DUPLICATE.inc(result.duplicates)
         metrics.COUNTER_RESETS.inc(len(result.counter_resets))
         metrics.READINGS_VALID.labels("all").inc(len(result.readings))
+        metrics.READINGS_IMPLAUSIBLE.inc(len(result.implausible))
         if received_ms is not None:
             metrics.PROCESSING_LATENCY.labels("ingest").observe(
                 max(0.0, now_ms - received_ms) / 1000)

@@ -42,7 +42,8 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     by_household: dict[str, list[Reading]] = defaultdict(list)
     for e in events:
         for r in decode_batch(e.message):
-            by_household[r.household_id].append(r)
+            if not r.implausible:  # evidence for spike detection only
+                by_household[r.household_id].append(r)
     metrics.STAGE_READINGS.labels("nilm").inc(sum(len(r) for r in by_household.values()))
     for hid, readings in by_household.items():
         readings.sort(key=lambda r: r.ts_ms)

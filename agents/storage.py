@@ -83,6 +83,8 @@ def reading_lines(events: list) -> tuple[list[str], list[tuple[object, str]]]:  
     reading_line = lineproto.reading
     for e in events:
         for r in decode_batch(e.message):
+            if r.implausible:  # dead-lettered by ingestion; forwarded for spike detection only
+                continue
             try:
                 lines.append(reading_line(r))
                 if r.channels_w:

@@ -118,7 +118,8 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
         if households is None:
             households = by_partition[p] = defaultdict(list)
         for r in readings:
-            households[r.household_id].append(r)
+            if not r.implausible:  # dead-lettered by ingestion, for spike detection only
+                households[r.household_id].append(r)
         clock = _clock[p] = partition_clock(_clock.get(p), (r.ts_ms for r in readings), ref,
                                             PARAMS)
         _last_progress[p] = time.monotonic()

@@ -26,6 +26,9 @@ INGEST_BATCH = Histogram("wattflow_ingest_batch_records", "Raw records per inges
 READINGS_LATE = Counter("wattflow_readings_late_total",
                         "Readings later than the grace period, sent to the late-data topic")
 WINDOWS_EMITTED = Counter("wattflow_windows_emitted_total", "Closed windows emitted", ["size"])
+READINGS_IMPLAUSIBLE = Counter(
+    "wattflow_readings_implausible_total",
+    "Readings dead-lettered beyond the connection and forwarded to spike detection")
 WINDOWS_CLOSED_BY_CLOCK = Counter(
     "wattflow_windows_closed_by_clock_total",
     "Windows closed by the partition's event-time clock before the household's own next reading")

@@ -49,6 +49,7 @@ from app.domain.ingest_validate import (
     MeterState,
     Reason,
     admit,
+    beyond_connection,
     check_ts,
     check_values,
     is_duplicate,
@@ -136,6 +137,9 @@ class IngestResult:
     """Accepted readings whose energy counter restarted (also present in ``readings``)."""
     per_record: list[tuple[int, int, int]] = field(default_factory=list)
     """``(valid, duplicate, dead)`` per input record, in input order."""
+    implausible: list[Reading] = field(default_factory=list)
+    """Dead-lettered readings whose power is beyond the connection (also in ``dead``), as
+    readings flagged ``implausible``: forwarded for spike detection only."""
 
     @property
     def elements(self) -> int:
@@ -187,6 +191,7 @@ class _Batch:
         self.dead: list[DeadLetter] = []
         self.duplicates = 0
         self.resets: list[CounterReset] = []
+        self.implausible: list[Reading] = []
         self.per_record: list[tuple[int, int, int]] = []
         self._elements: list[msgspec.Raw] | None = None
 
@@ -492,6 +497,9 @@ class _Batch:
             return self.reject(rec, bad_ts[0], bad_ts[1], index, meter_id=meter_id)
         problem = check_values(info, limits, power, energy, voltage, current, apparent, channels)
         if problem is not None:
+            if beyond_connection(info, limits, power):  # still evidence of a spike
+                self.implausible.append(
+                    msgspec.structs.replace(make(work.series), implausible=True))
             return self.reject(rec, Reason.OUT_OF_RANGE, problem, index, meter_id=meter_id)
         verdict = admit(state, ts_ms, energy, info, limits)
         if not isinstance(verdict, Admitted):
@@ -672,6 +680,7 @@ class _Batch:
             duplicates=self.duplicates,
             counter_resets=self.resets,
             per_record=self.per_record,
+            implausible=self.implausible,
         )
 
 
@@ -793,4 +802,5 @@ def retry_unknown_ids(
         duplicates=result.duplicates + again.duplicates,
         counter_resets=result.counter_resets + again.counter_resets,
         per_record=per_record,
+        implausible=result.implausible + again.implausible,
     )

@@ -217,6 +217,13 @@ def check_values(
     return None
 
 
+def beyond_connection(info: MeterInfo, limits: IngestLimits, power: float) -> bool:
+    """Active power beyond what the connection can carry (a spike, for anomaly detection):
+    above the cap, or below minus the cap on a meter that exports. NaN is not."""
+    cap = info.max_power_w * limits.max_power_factor
+    return power > cap or (info.exports and power < -cap)
+
+
 def check_ts(ts_ms: int, received_ms: int, limits: IngestLimits) -> tuple[Reason, str] | None:
     """Event time against the record's broker timestamp."""
     if ts_ms > received_ms + limits.max_future_ms:

@@ -46,6 +46,9 @@ class Reading(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True, 
     """Which series of the meter's energy counter ``energy_wh`` belongs to. Ingestion starts a
     new series (adds one) at every counter discontinuity it accepts — a reset, a meter
     replacement, a confirmed jump — so later stages never subtract counters of two series."""
+    implausible: bool = False
+    """A reading ingestion dead-lettered because its power is beyond what the connection can
+    carry, forwarded only as evidence for spike detection: every other stage skips it."""
 
 
 class ReadingBatch(msgspec.Struct, frozen=True):

@@ -22,7 +22,8 @@ def event(value: bytes, topic: str, offset: int = 0) -> FakeEvent:
 
 def test_readings_become_points_with_channels_after_readings() -> None:
     rs = [Reading("h1", "m1", T0, 500.0, energy_wh=10.0, channels_w={"fridge": 80.0}),
-          Reading("h2", "m2", T0, 200.0)]
+          Reading("h2", "m2", T0, 200.0),
+          Reading("h2", "m2", T0 + 1, 90_000.0, implausible=True)]  # for spike detection only
     lines, invalid = storage.reading_lines(
         [event(encode_batch(rs), S.topic_readings, 9_999)])
     assert invalid == []

@@ -16,7 +16,9 @@ from .helpers import encode, reading, register
 pytestmark = pytest.mark.integration
 
 
-async def test_voltage_alert_opens_and_resolves_and_appliances_are_seen(world: World) -> None:
+async def test_voltage_and_spike_alerts_open_and_resolve_and_appliances_are_seen(
+    world: World,
+) -> None:
     s = world.settings
     meter, hid = f"{world.name}-m", f"{world.name}-h"
     await register(s, {meter: MeterInfo(hid, 9000.0, False, "Europe/Paris")})
@@ -24,6 +26,7 @@ async def test_voltage_alert_opens_and_resolves_and_appliances_are_seen(world: W
     t0 = (int(time.time()) // 3600 - 3) * 3600 * 1000
     records, stamps = [], []
     energy = 1_000_000.0
+    spike_at = 40 * 60 + 7
     for i in range(minutes * 60):
         ts = t0 + i * 1000
         minute = i // 60
@@ -33,13 +36,15 @@ async def test_voltage_alert_opens_and_resolves_and_appliances_are_seen(world: W
         energy += power / 3600.0
         doc = reading(meter, hid, ts, power, round(energy, 4))
         doc["voltage_v"] = volts
+        if i == spike_at:  # one absurd power value (the counter is fine): dead-lettered
+            doc["power_w"] = 50_000.0
         records.append((meter.encode(), encode(doc)))
         stamps.append(ts + 300)  # reached the broker 0.3 s after the reading was taken
     await produce(s, s.topic_raw_json, records, stamps)
     worker = world.start_worker()
     world.wait_ready(worker)
 
-    alerts = [orjson.loads(v) for v in await consume_all(s, s.topic_alerts, expect=2)]
+    alerts = [orjson.loads(v) for v in await consume_all(s, s.topic_alerts, expect=4)]
     voltage = [a for a in alerts if a["type"] == "voltage"]
     assert [a["status"] for a in voltage] == ["open", "resolved"], alerts
     opened, resolved = voltage
@@ -51,6 +56,14 @@ async def test_voltage_alert_opens_and_resolves_and_appliances_are_seen(world: W
     assert opened["evidence"]["observed"] > 253.0
     assert t0 + 35 * 60_000 <= resolved["resolved_at"] <= t0 + 55 * 60_000
     assert not [a for a in alerts if a["type"] == "clock_skew"], alerts
+    # the spike beyond the 9 kW connection is dead-lettered, and still opens a spike alert
+    # (critical) that resolves once readings stay plausible; no other stage saw it
+    spike = [a for a in alerts if a["type"] == "spike"]
+    assert [a["status"] for a in spike] == ["open", "resolved"], alerts
+    assert spike[0]["opened_at"] == t0 + spike_at * 1000
+    assert spike[0]["severity"] == "critical" and spike[0]["evidence"]["observed"] == 50_000.0
+    dead = [orjson.loads(v) for v in await consume_all(s, s.topic_deadletter, expect=1)]
+    assert [d["reason"] for d in dead] == ["out_of_range"]
 
     events = [orjson.loads(v) for v in await consume_all(s, s.topic_appliance_events,
                                                          expect=4, timeout_s=60)]

@@ -24,6 +24,31 @@ def test_spike_above_connection_opens_critical_and_resolves_after_clear():
     assert resolved.detected_at == T0 + 17 * MIN  # after spike_clear_ms (5 min)
 
 
+def test_a_reading_ingestion_dead_lettered_beyond_the_connection_still_opens_a_spike():
+    # ingestion rejects 7.2 kW on a 6 kVA connection and forwards it flagged ``implausible``:
+    # the same spike alert as if the detector had seen the reading, and nothing else learns
+    # from it (frozen value, profile, counter, last reading)
+    def power(ts: int) -> float:
+        return 7200.0 if ts == T0 + 10 * MIN else 500.0
+
+    plain = readings(T0, 30, MIN, power)
+    flagged = [msgspec.structs.replace(r, implausible=True) if r.power_w > 6000 else r
+               for r in plain]
+    state_plain, alerts_plain = feed(plain)
+    state_flagged, alerts_flagged = feed(flagged)
+    assert of(alerts_flagged, "spike") == of(alerts_plain, "spike")
+    assert of(alerts_flagged, "spike", "resolved") == of(alerts_plain, "spike", "resolved")
+    (opened,) = of(alerts_flagged, "spike")
+    assert (opened.opened_at, opened.severity, opened.evidence.observed) == (
+        T0 + 10 * MIN, "critical", 7200.0)
+    # only the 29 plausible readings were learned from
+    without = [r for r in plain if r.power_w <= 6000]
+    state_without, _ = feed(without)
+    assert msgspec.structs.replace(state_flagged, g_spike=state_without.g_spike,
+                                   open=state_without.open) == state_without
+    assert state_plain != state_without
+
+
 def test_offline_on_tick_then_back_online_with_same_id():
     state, _ = feed(readings(T0, 10, MIN, 400.0))
     last = T0 + 9 * MIN

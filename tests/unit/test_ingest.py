@@ -89,7 +89,8 @@ def run(
         store = MeterStore((states or {}).items())
         r = ingest_batch(records, REGISTRY, store, limits, fast=fast, **kw)
         changed = store.take_changed(limits.dedup_memory)
-        ran.append((Ran(r.readings, r.dead, r.duplicates, r.counter_resets, r.per_record, changed),
+        ran.append((Ran(r.readings, r.dead, r.duplicates, r.counter_resets, r.per_record,
+                        r.implausible, changed),
                     stored(store, limits)))  # fmt: skip
     (fast_result, fast_store), (slow_result, slow_store) = ran
     assert fast_result == slow_result
@@ -840,3 +841,21 @@ def test_array_and_tic_readings_carry_the_series() -> None:
     old = tic_envelope(build_frame_standard(STD | {"EAST": "045000000"}), T0 - 2000)
     new = tic_envelope(build_frame_standard(STD | {"EAST": "000000012"}), T0)
     assert [s for _, s in series_of(run([tic_rec(old), tic_rec(new), tic_rec([new])]))] == [0, 1]
+
+
+def test_power_beyond_the_connection_is_dead_lettered_and_forwarded_for_spike_detection() -> None:
+    spike = reading(T0, power_w=50_000.0, energy_wh=1_000.0)  # m-1: 9 kVA, no export
+    negative = reading(T0 + 1_000, power_w=-5.0, energy_wh=1_000.0)
+    bad_volts = reading(T0 + 2_000, power_w=500.0, energy_wh=1_000.0, voltage_v=400.0)
+    fine = reading(T0 + 3_000, power_w=500.0, energy_wh=1_000.2)
+    result = run([rec(spike), rec(negative, 1), rec(bad_volts, 2), rec(fine, 3)])
+    assert reasons(result) == ["out_of_range"] * 3
+    assert [r.ts_ms for r in result.readings] == [T0 + 3_000]
+    [flagged] = result.implausible
+    assert (flagged.implausible, flagged.power_w, flagged.ts_ms, flagged.household_id) == (
+        True, 50_000.0, T0, "hh-1")
+    assert not result.readings[0].implausible
+    assert result.per_record == [(0, 0, 1), (0, 0, 1), (0, 0, 1), (1, 0, 0)]  # still dead
+    # an exporting meter's power beyond minus the connection is a spike too
+    export = reading(T0, meter_id="m-2", household_id="hh-2", power_w=-60_000.0)
+    assert [r.power_w for r in run([rec(export)]).implausible] == [-60_000.0]

@@ -166,6 +166,17 @@ class _Run:
                         book.resolve("clock_skew", when, last_seen)
                     elif hit and is_open:
                         book.extreme("clock_skew", float(abs(offset)))
+            if r.implausible:  # dead-lettered beyond the connection: evidence of a spike only
+                pv = abs(r.power_w) if exports else r.power_w
+                is_open = "spike" in opened
+                sp_on, sp_off, action, when = gate_step(
+                    sp_on, sp_off, is_open, ts, True, 0, pa.spike_clear_ms, pa.spike_clear_ms
+                )
+                if action == OPEN:
+                    book.open("spike", when, ts, "critical", pv, peak, conn, "W")
+                elif is_open:
+                    book.extreme("spike", pv)
+                continue
             if ts <= last_ts:
                 continue  # late or duplicate: only arrival-time checks see it
             fresh = True
