@@ -31,6 +31,7 @@ from app.domain.windows import (
     live_view,
     partition_clock,
 )
+from app.emitted import WindowKey, already_emitted, key_of
 from app.main import app
 from app.runtime import decode_batch, json_encoder, partition_of, registry, timezone_of
 from app.settings import get_settings
@@ -53,6 +54,10 @@ _clock: dict[int, int | None] = {}
 """Event-time clock per readings partition (largest plausible event time seen)."""
 _last_progress: dict[int, float] = {}
 """Wall-clock time the partition clock last moved."""
+_emitted: set[WindowKey] = set()
+"""Windows already in the window topics that a replay would close again (``app.emitted``)."""
+_replay_ready = asyncio.Event()
+"""Set once the read-back of an assignment is done: the stream waits for it."""
 _due: dict[int, int] = {}
 """Per readings partition: the boundary up to which the partition clock last closed windows."""
 
@@ -73,11 +78,18 @@ async def emit(closed: list[ClosedWindow]) -> None:
     batches, which Faust flushes before it commits the offsets they came from."""
     if not closed:
         return
+    if _emitted:  # a replay after a crash or rebalance: skip what is already in the topics
+        again = [w for w in closed if key_of(w) in _emitted]
+        if again:
+            for w in again:
+                _emitted.discard(key_of(w))
+            metrics.WINDOWS_NOT_REEMITTED.inc(len(again))
+            closed = [w for w in closed if w not in again]
     send = app.producer.send
     encode = json_encoder.encode
     for w in closed:
-        await send(_WINDOW_TOPIC_NAMES[w.size], w.household_id.encode(), encode(w), None, None,
-                   None)
+        await send(_WINDOW_TOPIC_NAMES[w.size], w.household_id.encode(), encode(w),
+                   partition_of(w.household_id), None, None)
     if len(closed) == 1:
         metrics.WINDOWS_EMITTED.labels(closed[0].size).inc()
     else:
@@ -185,6 +197,7 @@ def live(household_id: str) -> dict[str, object] | None:
 async def windows(stream):  # type: ignore[no-untyped-def]
     window_states.attach(stream)
     async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
+        await _replay_ready.wait()
         async with window_states.lock:
             await process(events)
             window_states.hold(events)
@@ -250,10 +263,32 @@ async def windows_checkpoint() -> None:
 
 @app.on_partitions_revoked.connect
 async def _on_revoked(sender, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    _replay_ready.clear()
     window_states.discard()
     _clock.clear()
     _last_progress.clear()
     _due.clear()
+    _emitted.clear()
+    # the next owner reads back what was emitted: let it find everything this worker sent
+    await app.producer.flush()
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(sender, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Before replaying the assigned partitions from their committed offsets, read back the
+    windows closed since (``app.emitted``) so that they are not emitted a second time."""
+    partitions = sorted(tp.partition for tp in assigned if tp.topic == settings.topic_readings)
+    try:
+        if partitions:
+            _emitted.update(await already_emitted(settings, partitions,
+                                                  list(_WINDOW_TOPIC_NAMES.values())))
+            if _emitted:
+                log.info("windows: %d windows already emitted will not be emitted again",
+                         len(_emitted))
+    except Exception:
+        log.exception("windows: could not read back emitted windows; a replay may re-send some")
+    finally:
+        _replay_ready.set()
 
 
 __all__ = ["registry", "windows"]

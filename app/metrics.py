@@ -29,6 +29,9 @@ WINDOWS_EMITTED = Counter("wattflow_windows_emitted_total", "Closed windows emit
 READINGS_IMPLAUSIBLE = Counter(
     "wattflow_readings_implausible_total",
     "Readings dead-lettered beyond the connection and forwarded to spike detection")
+WINDOWS_NOT_REEMITTED = Counter(
+    "wattflow_windows_not_reemitted_total",
+    "Windows a replay closed again but did not emit: already in the window topics")
 WINDOWS_CLOSED_BY_CLOCK = Counter(
     "wattflow_windows_closed_by_clock_total",
     "Windows closed by the partition's event-time clock before the household's own next reading")

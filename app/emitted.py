@@ -1,0 +1,128 @@
+"""Which closed windows are already in the window topics: so a replay emits each window once.
+
+A worker checkpoints its window state every ``checkpoint_interval_s`` and acknowledges the
+readings it covers only then. After a crash or a rebalance, the new owner of a partition
+restores the last checkpoint and replays the readings from the committed offset: it closes
+again, identically, the windows closed since that checkpoint -- windows that are already in the
+window topics. Before replaying, :func:`already_emitted` reads them back:
+
+1. the committed offset of the readings partition (the Faust group ``<app_id>``) is the first
+   message the replay processes; its Kafka timestamp ``t`` bounds what can be emitted again:
+   every window closed after the checkpoint was produced while processing that message or a
+   later one, so its own timestamp is at least ``t``;
+2. each window topic's partition (windows are keyed and partitioned by household exactly like
+   the readings) is read from the offset of time ``t`` to its end, and every
+   ``(household, size, start)`` found is returned.
+
+The agent then skips those windows when it closes them again. A window still in flight in a
+crashed worker's producer, not yet in the topic, is emitted again: identical, and consumers
+treat windows idempotently (InfluxDB overwrites the same point). Nothing here can lose a
+window: a failure to read back only means "nothing to skip".
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from app.domain.windows import ClosedWindow
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WindowKey = tuple[str, str, int]
+"""``(household_id, size, start_ms)``: a closed window's identity."""
+
+
+class _Key(msgspec.Struct):
+    household_id: str
+    size: str
+    start_ms: int
+
+
+_decode_key = msgspec.json.Decoder(_Key).decode
+
+
+def key_of(w: ClosedWindow) -> WindowKey:
+    return (w.household_id, w.size, w.start_ms)
+
+
+async def replay_start_times(s: Settings, partitions: list[int]) -> dict[int, int]:
+    """Kafka timestamp (ms) of the first readings message each partition will replay; a
+    partition with nothing to replay is left out."""
+    tps = [TopicPartition(s.topic_readings, p) for p in partitions]
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_servers,
+                                client_id=f"{s.app_id}-emitted")
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(s.app_id, partitions=tps)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
+                                enable_auto_commit=False, client_id=f"{s.app_id}-emitted")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        out: dict[int, int] = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            offset = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+            if offset >= ends[tp]:
+                continue  # nothing to replay
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            msg = await consumer.getone()
+            out[tp.partition] = msg.timestamp
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_window_keys(s: Settings, since_ms: dict[int, int],
+                           topics: list[str]) -> set[WindowKey]:
+    """Keys of the windows in ``topics`` (partition ``p`` from time ``since_ms[p]``)."""
+    out: set[WindowKey] = set()
+    if not since_ms:
+        return out
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
+                                enable_auto_commit=False, client_id=f"{s.app_id}-emitted")
+    await consumer.start()
+    try:
+        for topic in topics:
+            tps = {TopicPartition(topic, p): t for p, t in since_ms.items()}
+            found = await consumer.offsets_for_times(tps)
+            ends = await consumer.end_offsets(list(tps))
+            todo = {tp: (at.offset, ends[tp]) for tp, at in found.items()
+                    if at is not None and at.offset < ends[tp]}
+            if not todo:
+                continue
+            consumer.assign(list(todo))
+            for tp, (start, _) in todo.items():
+                consumer.seek(tp, start)
+            while todo:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                if not batch:
+                    break
+                for tp, records in batch.items():
+                    for m in records:
+                        try:
+                            k = _decode_key(m.value)
+                        except msgspec.DecodeError:
+                            continue
+                        out.add((k.household_id, k.size, k.start_ms))
+                    if tp in todo and records and records[-1].offset + 1 >= todo[tp][1]:
+                        del todo[tp]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def already_emitted(s: Settings, partitions: list[int],
+                          topics: list[str]) -> set[WindowKey]:
+    """Windows a replay of ``partitions`` from their committed offsets would emit again."""
+    since = await replay_start_times(s, partitions)
+    return await read_window_keys(s, since, topics)
