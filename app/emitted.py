@@ -14,12 +14,12 @@ window topics. Before replaying, :func:`already_emitted` reads them back:
    the readings) is read from the offset of time ``t`` to its end, and every
    ``(household, size, start)`` found is returned.
 
-The agent then skips those windows when it closes them again. Two cases still send a window
-again, identical (consumers treat windows idempotently: InfluxDB overwrites the same point): a
-window still in flight in a crashed worker's producer, not yet in the topic, and windows of a
-group that crashed before its very first checkpoint (no committed offset: nothing is read
-back, rather than a whole topic). Nothing here can lose a window: a failure to read back only
-means "nothing to skip".
+The agent then skips those windows when it closes them again. A window still in flight in a
+crashed worker's producer, not yet in the topic, is sent again: identical, and consumers treat
+windows idempotently (InfluxDB overwrites the same point). Nothing here can lose a window: a
+failure to read back only means "nothing to skip". Faust commits the acknowledged offsets a
+little after each checkpoint, so the committed offset can be older than the checkpoint: the
+read-back then covers more than needed, never less.
 """
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ async def replay_start_times(s: Settings, partitions: list[int]) -> dict[int, in
         out: dict[int, int] = {}
         for tp in tps:
             meta = committed.get(tp)
-            if meta is None or meta.offset < 0:
-                continue  # never checkpointed: nothing of this group to read back
-            offset = max(meta.offset, starts[tp])
+            # never committed (a first worker that crashed before its first commit): the
+            # replay starts at the beginning, and so does the read-back
+            offset = max(meta.offset, starts[tp]) if meta is not None and meta.offset >= 0 \
+                else starts[tp]
             if offset >= ends[tp]:
                 continue  # nothing to replay
             consumer.assign([tp])

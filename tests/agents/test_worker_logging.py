@@ -13,7 +13,9 @@ from app.worker import quiet_root_logger
 async def test_root_logger_back_to_the_handlers_level(monkeypatch: pytest.MonkeyPatch) -> None:
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])
-    monkeypatch.setattr(root, "level", logging.DEBUG)
+    level = root.level
+    root.setLevel(logging.DEBUG)  # as Faust's spinner leaves it (setLevel clears level caches)
+    monkeypatch.setattr(logging.root.manager, "disable", 0)
     stream = logging.StreamHandler()
     stream.setLevel(logging.WARNING)
     root.addHandler(stream)
@@ -23,3 +25,4 @@ async def test_root_logger_back_to_the_handlers_level(monkeypatch: pytest.Monkey
     assert root.handlers == [stream]
     assert root.level == logging.WARNING
     assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+    root.setLevel(level)
