@@ -34,7 +34,7 @@ detector_states: StateCheckpoint[DetectorState] = StateCheckpoint(
     anomaly_state_table, "anomaly-state", topic=settings.topic_readings,
     partition_of=partition_of, encode=msgspec.msgpack.encode,
     decode=msgspec.msgpack.Decoder(DetectorState).decode,
-    interval_s=settings.checkpoint_interval_s)
+    interval_s=settings.checkpoint_interval_s, phase=1 / 3)
 
 
 async def publish(alerts: list[AlertRecord]) -> None:

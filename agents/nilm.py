@@ -35,7 +35,7 @@ CHUNK_MS = int(settings.nilm_chunk_s * 1000)
 nilm_states: StateCheckpoint[NilmStream] = StateCheckpoint(
     nilm_state_table, "nilm-state", topic=settings.topic_readings, partition_of=partition_of,
     encode=msgspec.msgpack.encode, decode=msgspec.msgpack.Decoder(NilmStream).decode,
-    interval_s=settings.checkpoint_interval_s)
+    interval_s=settings.checkpoint_interval_s, phase=2 / 3)
 
 
 async def process(events: list) -> None:  # type: ignore[type-arg]

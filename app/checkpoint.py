@@ -28,6 +28,8 @@ from app import metrics
 
 S = TypeVar("S")
 
+_YIELD_EVERY = 256
+
 
 class _Message:
     __slots__ = ("partition", "topic")
@@ -63,7 +65,9 @@ class StateCheckpoint(Generic[S]):
     def __init__(self, table: Any, name: str, *, topic: str, encode: Callable[[S], bytes],
                  decode: Callable[[bytes], S], interval_s: float,
                  partition_of: Callable[[str], int] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, phase: float = 0.0) -> None:
+        """``phase`` (0..1): where in the interval this checkpoint falls, so that the agents
+        of one worker do not all write their tables at the same moment."""
         self.table = table
         self.topic = topic
         self._partition_of = partition_of
@@ -77,7 +81,7 @@ class StateCheckpoint(Generic[S]):
         self._cache: dict[str, S | None] = {}
         self._dirty: set[str] = set()
         self._pending: list[Any] = []
-        self._last = clock()
+        self._last = clock() - phase * interval_s
         self.writes = 0
         self.lock = asyncio.Lock()
         """Held while a batch is processed and while a checkpoint runs."""
@@ -153,12 +157,16 @@ class StateCheckpoint(Generic[S]):
             return False
         stream = self._stream
         table = self.table
-        for key in self._dirty:
+        for i, key in enumerate(self._dirty):
             state = self._cache.get(key)
             p = self.partition(key)
             if state is not None and p is not None:
                 with in_partition(self._event(p)):
                     table[key.encode()] = self._encode(state)
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                # thousands of table writes: let the other agents of the worker run meanwhile
+                # (our own stream waits: the lock is held, and the dirty set cannot change)
+                await asyncio.sleep(0)
         n = len(self._dirty)
         if n:
             metrics.CHANGELOG_WRITES.labels(self.name).inc(n)
