@@ -97,3 +97,15 @@ async def test_the_partition_clock_closes_windows_of_the_other_households(wired,
     # its own next reading closes nothing more: the window is emitted once
     await windows.process([batch_event(readings(90)[1:], 91)])
     assert len(minute_windows()) == 2
+
+
+async def test_a_replay_skips_windows_already_in_the_topic(wired, capture, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # what the read-back of an assignment found (app.emitted): the first minute of "h3"
+    monkeypatch.setattr(windows, "_emitted", {("h3", "1m", T0)})
+    rs = [Reading("h3", "m3", T0 + i * 1000, 600.0, energy_wh=100.0 + i / 6) for i in range(160)]
+    await windows.process([batch_event(rs, 0)])
+    out = [msgspec.json.decode(s.value, type=ClosedWindow)
+           for s in capture.sent[window_topics["1m"].get_topic_name()]]
+    # [0, 60) closed again by the replay but not sent; [60, 120) is new and sent
+    assert [w.start_ms - T0 for w in out] == [60_000]
+    assert windows._emitted == set()  # each key skips once
