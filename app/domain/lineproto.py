@@ -180,8 +180,15 @@ def reading(r: Reading) -> str:
     if not r.household_id:
         raise ValueError("record without household_id")
     head = _reading_head(r.household_id, r.meter_id, r.source)
+    p, e, v, c, a = r.power_w, r.energy_wh, r.voltage_v, r.current_a, r.apparent_va
+    if (  # the common JSON reading: every number present and finite, one f-string
+        e is not None and v is not None and c is not None and a is not None
+        and p - p == 0.0 and e - e == 0.0 and v - v == 0.0 and c - c == 0.0 and a - a == 0.0
+        and not r.tariff and not r.indexes_wh
+    ):
+        return (f"{head}power_w={p!r},energy_wh={e!r},voltage_v={v!r},current_a={c!r},"
+                f"apparent_va={a!r} {r.ts_ms}")
     fs: list[str] = []
-    p = r.power_w
     if p - p == 0.0:  # finite (NaN and infinities give NaN)
         fs.append(f"power_w={p!r}")
     v = r.energy_wh

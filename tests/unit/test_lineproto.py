@@ -101,6 +101,19 @@ def test_reading_full() -> None:
         f"index_HC_wh=234567.0,index_HP_wh=1000.0 {TS}")
 
 
+def test_reading_with_every_number_one_f_string_or_field_by_field_alike() -> None:
+    full = make_reading(energy_wh=1234567.0, voltage_v=231.2, current_a=2.31, apparent_va=540.0)
+    assert lp.reading(full) == (
+        "reading,household=hh-000123,meter=m-000123,source=json power_w=523.4,"
+        f"energy_wh=1234567.0,voltage_v=231.2,current_a=2.31,apparent_va=540.0 {TS}")
+    # one number missing or not finite: the field-by-field path leaves just that one out
+    for name, bad in (("voltage_v", None), ("current_a", math.nan), ("apparent_va", math.inf)):
+        fields = {"energy_wh": 1234567.0, "voltage_v": 231.2, "current_a": 2.31,
+                  "apparent_va": 540.0, name: bad}
+        line = lp.reading(make_reading(**fields))
+        assert f"{name}=" not in line and "power_w=523.4,energy_wh=1234567.0" in line
+
+
 def test_reading_skips_non_finite_and_refuses_empty() -> None:
     assert lp.reading(make_reading(power_w=math.nan, energy_wh=5.0)).endswith(
         f" energy_wh=5.0 {TS}")
