@@ -110,7 +110,7 @@ async def send_late(reason: str, readings: list[Reading]) -> None:
         metrics.DEADLETTERS.labels(f"windows-{reason}").inc(len(readings))
 
 
-async def process(events: list) -> None:  # type: ignore[type-arg]
+async def process(events: list) -> bool:  # type: ignore[type-arg]
     """Apply a batch of ReadingBatch messages, in partition order.
 
     Windows close when the household's own event time passes ``end + grace`` or -- usually
@@ -118,10 +118,12 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     at the message whose readings move the partition's clock past a boundary + grace, after
     the readings of that partition up to that message were applied: where it happens depends
     on the data only, not on how messages were grouped into batches, so a replay after a
-    crash closes the same windows at the same points."""
+    crash closes the same windows at the same points. Returns True when the partition clock
+    closed windows (the agent checkpoints right after: see :func:`windows`)."""
     by_partition: dict[int, dict[str, list[Reading]]] = {}
     ref_ms: dict[int, int] = {}
     n = 0
+    crossed = False
     for e in events:
         readings = decode_batch(e.message)
         p = e.message.partition
@@ -142,6 +144,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
             n += await _apply(by_partition.pop(p), ref)
             await _close_partition(p, clock)
             _due[p] = due
+            crossed = True
     for p, households in by_partition.items():
         n += await _apply(households, ref_ms[p])
     metrics.READINGS_WINDOWED.inc(n)
@@ -149,6 +152,7 @@ async def process(events: list) -> None:  # type: ignore[type-arg]
     if events:
         metrics.PROCESSING_LATENCY.labels("windows").observe(
             max(0.0, time.time() - events[-1].message.timestamp))
+    return crossed
 
 
 async def _apply(by_household: dict[str, list[Reading]], now_ms: int) -> int:
@@ -199,9 +203,12 @@ async def windows(stream):  # type: ignore[no-untyped-def]
     async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         await _replay_ready.wait()
         async with window_states.lock:
-            await process(events)
+            crossed = await process(events)
             window_states.hold(events)
-            await window_states.commit()
+            # checkpoint right after the partition clock closed windows: the writes then never
+            # delay the next close (a checkpoint running when the next boundary is crossed
+            # would hold every window of the partition back for its duration)
+            await window_states.commit(force=crossed)
 
 
 @app.timer(settings.window_close_interval_s, name="windows-close-silent")
