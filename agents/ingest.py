@@ -200,6 +200,8 @@ class IngestService(Service):
         self.positions: dict[TopicPartition, int] = {}
         """Next offset to commit per partition (last processed + 1)."""
         self.last_checkpoint = time.monotonic()
+        self._committing: asyncio.Future[None] | None = None
+        """The flush and commit of the last checkpoint, while they run."""
 
     async def on_start(self) -> None:
         s = self.s
@@ -255,21 +257,44 @@ class IngestService(Service):
                     await self.stage.process(records, keys)
                 # also on empty fetches: a quiet topic still commits what it processed
                 if time.monotonic() - self.last_checkpoint >= self.s.checkpoint_interval_s:
-                    await self.checkpoint()
+                    await self.checkpoint(wait=False)
 
-    async def checkpoint(self) -> None:
-        """States to the changelog, everything flushed, then the offsets committed."""
+    async def checkpoint(self, *, wait: bool = True) -> None:
+        """States to the changelog, everything flushed, then the offsets committed.
+
+        From the fetch loop (``wait=False``) the flush and the commit run in the background:
+        waiting for the broker to acknowledge a checkpoint's thousands of records would stall
+        ingestion, and with it every window close, for that long. The offsets committed are
+        those of this checkpoint's states whatever is processed meanwhile (the flush only waits
+        longer); the next checkpoint first waits for this one. Revoke and stop wait."""
         assert self.consumer is not None and self.producer is not None
         assert self.stage is not None
+        await self._committed()
         await self.stage.write_states()
-        await self.producer.flush()
         assigned = self.consumer.assignment()
         offsets = {tp: OffsetAndMetadata(off, "") for tp, off in self.positions.items()
                    if tp in assigned}
-        if offsets:
-            await self.consumer.commit(offsets)
         self.positions = {tp: off for tp, off in self.positions.items() if tp in assigned}
         self.last_checkpoint = time.monotonic()
+        self._committing = asyncio.ensure_future(self._flush_commit(offsets))
+        if wait:
+            await self._committed()
+
+    async def _flush_commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        assert self.consumer is not None and self.producer is not None
+        await self.producer.flush()
+        if offsets:
+            await self.consumer.commit(offsets)
+
+    async def _committed(self) -> None:
+        """Wait for the previous checkpoint's commit; a failed one is logged (its records
+        are replayed: nothing acknowledged is lost)."""
+        task, self._committing = self._committing, None
+        if task is not None:
+            try:
+                await task
+            except Exception:  # a commit failing is not fatal
+                log.exception("ingest: checkpoint commit failed; its records will be replayed")
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.lock:
