@@ -207,8 +207,10 @@ async def windows(stream):  # type: ignore[no-untyped-def]
             window_states.hold(events)
             # checkpoint right after the partition clock closed windows: the writes then never
             # delay the next close (a checkpoint running when the next boundary is crossed
-            # would hold every window of the partition back for its duration)
-            await window_states.commit(force=crossed)
+            # would hold every window of the partition back for its duration). Not more often
+            # than a third of the interval: catching up, boundaries are crossed every moment.
+            await window_states.commit(
+                force=crossed and window_states.age >= window_states.interval_s / 3)
 
 
 @app.timer(settings.window_close_interval_s, name="windows-close-silent")

@@ -140,8 +140,13 @@ class StateCheckpoint(Generic[S]):
         return iter(list(self._cache))
 
     @property
+    def age(self) -> float:
+        """Seconds since the last checkpoint."""
+        return self._clock() - self._last
+
+    @property
     def due(self) -> bool:
-        return self._clock() - self._last >= self.interval_s
+        return self.age >= self.interval_s
 
     async def commit_idle(self) -> bool:
         """From a timer: checkpoint when due even if no batch arrives (quiet topics)."""
