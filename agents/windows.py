@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import msgspec
 
@@ -79,25 +79,22 @@ async def emit(closed: list[ClosedWindow]) -> None:
     if not closed:
         return
     if _emitted:  # a replay after a crash or rebalance: skip what is already in the topics
-        again = [w for w in closed if key_of(w) in _emitted]
-        if again:
-            for w in again:
-                _emitted.discard(key_of(w))
-            metrics.WINDOWS_NOT_REEMITTED.inc(len(again))
-            closed = [w for w in closed if w not in again]
+        fresh = []
+        for w in closed:
+            key = key_of(w)
+            if key in _emitted:
+                _emitted.discard(key)  # each window skips once
+                metrics.WINDOWS_NOT_REEMITTED.inc()
+            else:
+                fresh.append(w)
+        closed = fresh
     send = app.producer.send
     encode = json_encoder.encode
     for w in closed:
         await send(_WINDOW_TOPIC_NAMES[w.size], w.household_id.encode(), encode(w),
                    partition_of(w.household_id), None, None)
-    if len(closed) == 1:
-        metrics.WINDOWS_EMITTED.labels(closed[0].size).inc()
-    else:
-        per_size: dict[str, int] = defaultdict(int)
-        for w in closed:
-            per_size[w.size] += 1
-        for size, k in per_size.items():
-            metrics.WINDOWS_EMITTED.labels(size).inc(k)
+    for size, k in Counter(w.size for w in closed).items():
+        metrics.WINDOWS_EMITTED.labels(size).inc(k)
 
 
 async def send_late(reason: str, readings: list[Reading]) -> None:
