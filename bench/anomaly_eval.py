@@ -219,6 +219,15 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     }
 
 
+RECORD_INTRO = (
+    "A labelled simulated population (seed 7; each anomaly type injected with ground-truth "
+    "labels) replayed through the detectors faster than real time, a clean simulated month "
+    "(seed 11) for false alerts, and one day of each real REFIT home (REFIT, CC BY 4.0: "
+    "Murray, Stankovic & Stankovic, Scientific Data 4:160122, 2017). Targets: precision and "
+    "recall >= 0.9 per type, < 1 false alert per household per month. Rules: docs/anomaly.md."
+)
+
+
 def format_report(ev: dict[str, Any]) -> str:
     lines = [
         "| alert type | labels | alerts | precision | recall | mean delay (min) |",
@@ -249,11 +258,22 @@ def format_report(ev: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--record", action="store_true",
+                    help="also write the tables as the anomaly_eval section of bench/RESULTS.md")
     args = ap.parse_args()
     t0 = time.perf_counter()
     ev = evaluate(args.quick)
-    print(format_report(ev))
-    print(f"(wall {time.perf_counter() - t0:.1f} s)")
+    report = format_report(ev)
+    wall = time.perf_counter() - t0
+    print(report)
+    print(f"(wall {wall:.1f} s)")
+    if args.record:
+        from bench.harness import REPO, record_section
+
+        command = "python -m bench.anomaly_eval" + (" --quick" if args.quick else "")
+        record_section(REPO / "bench" / "RESULTS.md", "anomaly_eval",
+                       "Anomaly detection: precision, recall, delay (issue 6)",
+                       RECORD_INTRO + "\n\n" + report, command, wall)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,33 @@ def code_fingerprint(root: Path = REPO) -> str:
     return h.hexdigest()[:10]
 
 
+def git_state() -> str:
+    """Commit and whether the tree has local changes (read-only git commands)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True,
+                               check=False).stdout.strip()
+    except OSError:
+        return "?"
+    return f"{head or '?'}{' + uncommitted changes' if dirty else ''}"
+
+
+def record_section(path: Path, name: str, title: str, body: str, command: str,
+                   wall_s: float | None = None) -> None:
+    """Write section ``name`` of RESULTS.md at ``path`` (bench.report.section_block), keeping
+    everything else in the file."""
+    import datetime as dt
+
+    from bench.report import section_block, with_section
+
+    meta = {"command": command, "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "git": git_state(), "wall_s": wall_s}
+    old = path.read_text() if path.exists() else ""
+    path.write_text(with_section(old, name, section_block(name, title, meta, body)))
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

@@ -25,6 +25,7 @@ import argparse
 import itertools
 import json
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -204,11 +205,41 @@ def _table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(res: dict[str, Any]) -> str:
+    """The evaluation as markdown, for bench/RESULTS.md."""
+    pooled = res["pooled"]
+    lines = [
+        "REFIT homes (CC BY 4.0: Murray, Stankovic & Stankovic, Scientific Data 4:160122, "
+        "2017) replayed through the agents' `step` with one configuration (`NilmParams()`), "
+        f"scored by the data set README's rules (start and end edges of scored appliances "
+        f"drawing >= {MIN_MEAN_W:.0f} W, +-{res['tolerance_s']} s, one-to-one). Targets: F1 "
+        "above the reference on every home, pooled F1 >= 0.6. Details: docs/nilm.md.",
+        "",
+        "| home | precision | recall | F1 | reference F1 | beats reference | tp | fp | fn "
+        "| energy correctly assigned |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for name, r in [*res["homes"].items(), ("pooled", pooled)]:
+        ref = r.get("reference_f1")
+        beats = "yes" if ref is not None and r["f1"] > ref else ("no" if ref is not None else "-")
+        energy = r.get("energy_correctly_assigned")
+        lines.append(
+            f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | **{r['f1']:.3f}** | "
+            f"{'-' if ref is None else f'{ref:.2f}'} | {beats} | {r['tp']} | {r['fp']} | "
+            f"{r['fn']} | {'-' if energy is None else f'{energy:.2f}'} |")
+    lines += ["", "Per-appliance recall (pooled): " + ", ".join(
+        f"{k} {v['recall']:.2f} (n={v['labelled']})"
+        for k, v in pooled["per_appliance_recall"].items()) + "."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--data", help="folder of refit_houseNN_*.csv + an activations csv "
                     "(default: $WATTFLOW_REFIT_DIR or <repo>/../shared/data/refit)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--record", action="store_true",
+                    help="also write the table as the nilm_eval section of bench/RESULTS.md")
     args = ap.parse_args(argv)
     data_dir = resolve_data_dir(args.data)
     if not house_files(data_dir):
@@ -216,8 +247,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"data": str(data_dir), "homes": {}, "pooled": None}))
         return 0
+    t0 = time.perf_counter()
     res = evaluate(data_dir)
     print(json.dumps(res) if args.json else _table(res))
+    if args.record:
+        from bench.harness import REPO, record_section
+
+        record_section(REPO / "bench" / "RESULTS.md", "nilm_eval",
+                       "NILM on real homes: edge precision, recall, F1 (issue 7)",
+                       markdown_table(res), "python -m bench.nilm_eval" + (
+                           f" --data {args.data}" if args.data else ""),
+                       time.perf_counter() - t0)
     return 0
 
 

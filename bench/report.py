@@ -9,6 +9,7 @@ optional ``status`` (``ok`` by default, ``missing``, ``failed``, ``not_measured`
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -187,3 +188,48 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         out += ["", "## Errors", ""]
         out += [f"- `{k}`: {_md_cell(v)}" for k, v in errors.items()]
     return "\n".join(out) + "\n"
+
+
+# --- sections written by other commands --------------------------------------------------------
+# RESULTS.md holds the suite's figures and, below them, sections that other commands write
+# (the accuracy evaluations take minutes and run on their own). Each section sits between two
+# markers; the suite keeps them when it rewrites the file, and a command replaces only its own.
+
+_BEGIN = "<!-- begin {name} -->"
+_END = "<!-- end {name} -->"
+_SECTION_RE = re.compile(r"<!-- begin (?P<name>[\w.-]+) -->\n.*?<!-- end (?P=name) -->\n?",
+                         re.DOTALL)
+
+
+def sections(text: str) -> dict[str, str]:
+    """The marked sections of a RESULTS.md text, by name, in file order (markers included)."""
+    return {m["name"]: m[0] if m[0].endswith("\n") else m[0] + "\n"
+            for m in _SECTION_RE.finditer(text)}
+
+
+def section_block(name: str, title: str, meta: Mapping[str, Any], body: str) -> str:
+    """A marked section: its title, how it was produced, then ``body`` (markdown)."""
+    lines = [_BEGIN.format(name=name), f"## {title}", "",
+             f"- command: `{meta.get('command', '?')}`",
+             f"- date (UTC): {meta.get('date_utc', '?')}",
+             f"- code: {meta.get('git', '?')}"]
+    if meta.get("wall_s") is not None:
+        lines.append(f"- wall time: {fmt(meta['wall_s'])} s")
+    lines += ["", body.rstrip("\n"), _END.format(name=name)]
+    return "\n".join(lines) + "\n"
+
+
+def with_section(text: str, name: str, block: str) -> str:
+    """``text`` with section ``name`` replaced by ``block``, or ``block`` appended."""
+    old = sections(text).get(name)
+    if old is not None:
+        return text.replace(old, block, 1)
+    return text.rstrip("\n") + ("\n\n" if text.strip() else "") + block
+
+
+def keep_sections(new_text: str, old_text: str) -> str:
+    """The suite's freshly rendered ``new_text`` followed by the sections of ``old_text``."""
+    out = new_text
+    for name, block in sections(old_text).items():
+        out = with_section(out, name, block)
+    return out

@@ -14,7 +14,6 @@ import datetime as dt
 import importlib.util
 import os
 import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -22,8 +21,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, log
-from bench.report import missing, render_markdown, render_table, results_document, to_json_bytes
+from bench.harness import REPO, git_state, log
+from bench.report import (
+    keep_sections,
+    missing,
+    render_markdown,
+    render_table,
+    results_document,
+    to_json_bytes,
+)
 
 FIGURES = ("consume_ceiling", "ingest_vs_orjson", "pipeline_vs_consume", "changelog_per_reading",
            "influx_sink_vs_bare", "nilm_vs_loop", "latency", "uvloop_vs_asyncio", "scaling")
@@ -73,19 +79,6 @@ def _loadavg() -> str:
 def agent_modules() -> list[str]:
     """The agent modules in the tree (what a worker loads changes as agents are added)."""
     return sorted(p.stem for p in (REPO / "agents").glob("*.py") if p.stem != "__init__")
-
-
-def git_state() -> str:
-    """Commit and whether the tree has local changes (read-only git commands)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True,
-                               check=False).stdout.strip()
-    except OSError:
-        return "?"
-    return f"{head or '?'}{' + uncommitted changes' if dirty else ''}"
 
 
 def _previous_max_rate(out_dir: Path) -> float | None:
@@ -249,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = results_document(figures, meta)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_bytes(to_json_bytes(doc))
-    (args.out / "RESULTS.md").write_text(render_markdown(doc))
+    md = args.out / "RESULTS.md"
+    md.write_text(keep_sections(render_markdown(doc), md.read_text() if md.exists() else ""))
     print(render_table({k: v for k, v in doc.items() if k != "_meta"}))
     log(f"wrote {args.out / 'RESULTS.md'} and results.json in {meta['duration_s']} s")
     return 1 if suite.errors else 0

@@ -152,3 +152,28 @@ def test_parse_only_rejects_unknown() -> None:
 def test_median_run_by_readings_per_cpu_second(cpus: list[float], expected_cpu: float) -> None:
     runs = [_run("uvloop", 1, 60_000, wall=10.0, cpu=c) for c in cpus]
     assert median_run(runs).cpu_s == pytest.approx(expected_cpu)
+
+
+def test_sections_are_replaced_by_name_and_kept_by_the_suite() -> None:
+    from bench.report import keep_sections, section_block, sections, with_section
+
+    meta = {"command": "python -m bench.nilm_eval", "date_utc": "2026-11-26T08:00:00+00:00",
+            "git": "abc1234", "wall_s": 1.25}
+    nilm = section_block("nilm_eval", "NILM", meta, "| home | F1 |\n|---|---|\n| 2 | 0.47 |\n")
+    anomaly = section_block("anomaly_eval", "Anomaly", {**meta, "wall_s": None}, "table A")
+    text = with_section(with_section("# results\n\nsuite table\n", "nilm_eval", nilm),
+                        "anomaly_eval", anomaly)
+    assert list(sections(text)) == ["nilm_eval", "anomaly_eval"]
+    assert text.startswith("# results\n\nsuite table\n\n<!-- begin nilm_eval -->\n## NILM\n")
+    assert "- command: `python -m bench.nilm_eval`" in text and "- wall time: 1.25 s" in text
+    assert "wall time" not in sections(text)["anomaly_eval"]
+    # a new run of one command replaces its own section only, in place
+    newer = section_block("nilm_eval", "NILM", meta, "| home | F1 |\n|---|---|\n| 2 | 0.52 |\n")
+    text2 = with_section(text, "nilm_eval", newer)
+    assert "0.52" in text2 and "0.47" not in text2 and "table A" in text2
+    assert list(sections(text2)) == ["nilm_eval", "anomaly_eval"]
+    # the suite rewrites its part and keeps both sections after it
+    text3 = keep_sections("# results\n\nnew suite table\n", text2)
+    assert "new suite table" in text3 and "\nsuite table" not in text3
+    assert sections(text3) == sections(text2)
+    assert keep_sections("# only\n", "no sections here\n") == "# only\n"
