@@ -213,11 +213,12 @@ def markdown_table(res: dict[str, Any]) -> str:
         "2017) replayed through the agents' `step` with one configuration (`NilmParams()`), "
         f"scored by the data set README's rules (start and end edges of scored appliances "
         f"drawing >= {MIN_MEAN_W:.0f} W, +-{res['tolerance_s']} s, one-to-one). Targets: F1 "
-        "above the reference on every home, pooled F1 >= 0.6. Details: docs/nilm.md.",
+        "above the reference on every home, pooled F1 >= 0.6. State bytes: the largest "
+        "msgpack-encoded `NilmState` of the home during its replay. Details: docs/nilm.md.",
         "",
         "| home | precision | recall | F1 | reference F1 | beats reference | tp | fp | fn "
-        "| energy correctly assigned |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| energy correctly assigned | state bytes (max) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in [*res["homes"].items(), ("pooled", pooled)]:
         ref = r.get("reference_f1")
@@ -226,7 +227,8 @@ def markdown_table(res: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | **{r['f1']:.3f}** | "
             f"{'-' if ref is None else f'{ref:.2f}'} | {beats} | {r['tp']} | {r['fp']} | "
-            f"{r['fn']} | {'-' if energy is None else f'{energy:.2f}'} |")
+            f"{r['fn']} | {'-' if energy is None else f'{energy:.2f}'} | "
+            f"{r.get('state_bytes_max', '-')} |")
     lines += ["", "Per-appliance recall (pooled): " + ", ".join(
         f"{k} {v['recall']:.2f} (n={v['labelled']})"
         for k, v in pooled["per_appliance_recall"].items()) + "."]
