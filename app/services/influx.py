@@ -23,7 +23,12 @@ Guarantees (see docs/influx.md):
 Writes go through influxdb-client's async API (``InfluxDBClientAsync`` and its ``WriteService``
 = the ``/api/v2/write`` call that ``WriteApiAsync.write`` makes) with a body this module
 gzips itself at level 1: the client's own ``enable_gzip`` compresses at level 9, ~5 µs of CPU
-per point, which alone is over the sink's CPU budget.
+per point, which alone is over the sink's CPU budget. The gzip is ISA-L's (``isal``, levels
+0-3; plain ``zlib`` if it is missing or for levels above 3): 0.08 µs/point against zlib's
+0.32 at level 1, and a body ~6 % smaller. InfluxDB sits on the same 2 cores, so every µs of
+client CPU is server throughput lost. A 5000-point body (~600 KB) is compressed inline on the
+event loop (~0.4 ms): the thread hop cost more CPU than it saved; only bodies of 4 MiB and up
+go to a thread, to keep the loop responsive.
 """
 
 from __future__ import annotations
@@ -57,6 +62,11 @@ from app.metrics import (
 from app.services.lifecycle import Lifecycle
 from app.settings import Settings, get_settings
 
+try:  # ISA-L deflate: ~4x less CPU than zlib at level 1, and a smaller body (docs/influx.md)
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - isal is a dependency; plain zlib keeps the sink working
+    _isal_zlib = None  # type: ignore[assignment]
+
 __all__ = [
     "InfluxError",
     "InfluxSink",
@@ -72,7 +82,8 @@ RejectedCallback = Callable[[bytes, str], Awaitable[None] | None]
 
 _REJECT_STATUS = frozenset({400, 422})
 _TOO_LARGE = 413
-_COMPRESS_IN_THREAD_BYTES = 256 * 1024
+_COMPRESS_IN_THREAD_BYTES = 4 * 1024 * 1024
+_GZIP_WBITS = 31  # gzip container, 32 KiB window
 
 
 class InfluxError(Exception):
@@ -149,10 +160,25 @@ def _measurement(line: bytes) -> bytes:
     return line[:end]
 
 
+def _gzip_compress(raw: bytes, level: int) -> bytes:
+    """A standard gzip member of ``raw``: ISA-L for levels 0-3 when installed, else zlib."""
+    if _isal_zlib is not None and 0 <= level <= 3:
+        return _isal_zlib.compress(raw, level, _GZIP_WBITS)
+    return zlib.compress(raw, level, _GZIP_WBITS)
+
+
 def _count_measurements(raw: bytes, n: int) -> Mapping[bytes, int]:
     """Points per measurement in a joined body, at C speed when the batch is made of runs of
-    one or two measurements (the first and the last line's: writers group lines so)."""
-    first = _measurement(raw[: raw.find(b"\n")] if n > 1 else raw)
+    one or two measurements (the first and the last line's: writers group lines so).
+
+    A batch of one measurement, all lines with tags or all without (the usual case), costs a
+    single scan of the body."""
+    head = raw[: raw.find(b"\n")] if n > 1 else raw
+    first = _measurement(head)
+    prefix = b"\n" + head[:len(first) + 1]  # "\n<measurement>," or "\n<measurement> "
+    if first and b"\\" not in first and len(head) > len(first) and (
+            n == 1 or raw.count(prefix) == n - 1):
+        return {first: n}
     last = _measurement(raw[raw.rfind(b"\n") + 1:]) if n > 1 else first
     if first and last and b"\\" not in first and b"\\" not in last:
         counts = {first: raw.count(b"\n" + first + b",") + raw.count(b"\n" + first + b" ") + 1}
@@ -268,8 +294,8 @@ class InfluxSink(Lifecycle):
 
     async def _gzip(self, raw: bytes) -> bytes:
         if len(raw) >= _COMPRESS_IN_THREAD_BYTES:
-            return await asyncio.to_thread(zlib.compress, raw, self.gzip_level, 31)
-        return zlib.compress(raw, self.gzip_level, 31)
+            return await asyncio.to_thread(_gzip_compress, raw, self.gzip_level)
+        return _gzip_compress(raw, self.gzip_level)
 
     async def _post(self, rp: str, lines: Sequence[Line], report: WriteReport) -> None:
         """POST until acknowledged; raise ``_Refused`` when InfluxDB refuses the points."""
