@@ -82,7 +82,8 @@ async def anomaly(stream):  # type: ignore[no-untyped-def]
     detector_states.attach(stream)
     async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         async with detector_states.lock:
-            await process(events)
+            _, new = detector_states.split(events)  # replayed ones are in the checkpointed state
+            await process(new)
             detector_states.hold(events)
             await detector_states.commit()
 

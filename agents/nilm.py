@@ -66,7 +66,8 @@ async def nilm(stream):  # type: ignore[no-untyped-def]
     nilm_states.attach(stream)
     async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         async with nilm_states.lock:
-            await process(events)
+            _, new = nilm_states.split(events)  # replayed ones are in the checkpointed state
+            await process(new)
             nilm_states.hold(events)
             await nilm_states.commit()
 

@@ -152,6 +152,20 @@ async def process(events: list) -> bool:  # type: ignore[type-arg]
     return crossed
 
 
+def replay_clock(events: list) -> None:  # type: ignore[type-arg]
+    """Events the checkpointed state already holds (``StateCheckpoint.split``): not applied
+    again, but they move the partition clock as they did before the crash, and what it closed
+    on the way is closed in that state."""
+    for e in events:
+        p = e.message.partition
+        clock = _clock[p] = partition_clock(
+            _clock.get(p), (r.ts_ms for r in decode_batch(e.message)),
+            int(e.message.timestamp * 1000), PARAMS)
+        _last_progress[p] = time.monotonic()
+        if clock is not None:
+            _due[p] = max(_due.get(p, 0), due_boundary(clock, PARAMS))
+
+
 async def _apply(by_household: dict[str, list[Reading]], now_ms: int) -> int:
     n = 0
     for hid, readings in by_household.items():
@@ -199,15 +213,23 @@ async def windows(stream):  # type: ignore[no-untyped-def]
     window_states.attach(stream)
     async for events in stream.noack_take(settings.batch_size, settings.stream_within_s):
         await _replay_ready.wait()
-        async with window_states.lock:
-            crossed = await process(events)
-            window_states.hold(events)
-            # checkpoint right after the partition clock closed windows: the writes then never
-            # delay the next close (a checkpoint running when the next boundary is crossed
-            # would hold every window of the partition back for its duration). Not more often
-            # than a third of the interval: catching up, boundaries are crossed every moment.
-            await window_states.commit(
-                force=crossed and window_states.age >= window_states.interval_s / 3)
+        await handle(events)
+
+
+async def handle(events: list) -> None:  # type: ignore[type-arg]
+    """One batch of the agent: skip what the checkpointed state already holds, apply the
+    rest, checkpoint when due."""
+    async with window_states.lock:
+        replayed, new = window_states.split(events)
+        replay_clock(replayed)
+        crossed = await process(new)
+        window_states.hold(events)
+        # checkpoint right after the partition clock closed windows: the writes then never
+        # delay the next close (a checkpoint running when the next boundary is crossed
+        # would hold every window of the partition back for its duration). Not more often
+        # than a third of the interval: catching up, boundaries are crossed every moment.
+        await window_states.commit(
+            force=crossed and window_states.age >= window_states.interval_s / 3)
 
 
 @app.timer(settings.window_close_interval_s, name="windows-close-silent")

@@ -11,6 +11,15 @@ the same readings: the pure functions are deterministic, so it recomputes the sa
 
 On a rebalance every assigned partition is sought back to its committed offset (Faust's
 recovery does this), so un-checkpointed work is simply dropped and recomputed.
+
+The committed offset can lag a checkpoint: Faust commits acked offsets on its own timer, and
+an offset of the readings topic is committable only once *every* agent reading it has acked
+it (the agents checkpoint at staggered moments). So each checkpoint also writes, per source
+partition, the offset (and record timestamp) of the last event its state covers: a key of its
+own in the table (``\x00offset/<partition>``, in the same changelog, so it moves with the
+partition). After a crash or a rebalance, :meth:`StateCheckpoint.split` tells the events that
+state already holds (replayed from the committed offset) from new ones; the agents skip the
+former instead of applying them a second time (``wattflow_replayed_messages_skipped_total``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,28 @@ from app import metrics
 S = TypeVar("S")
 
 _YIELD_EVERY = 256
+_MARK_PREFIX = b"\x00offset/"
+"""Table keys of the per-partition offset marks (never a household or meter id)."""
+_MARK_SLACK_MS = 60_000
+"""An event at or below a partition's mark is a replay only if its record timestamp is not
+later than the mark's by more than this: a topic deleted and re-created (offsets restarting
+at 0) under a kept table must not have its new records skipped."""
+
+
+def _mark_key(partition: int) -> bytes:
+    return _MARK_PREFIX + str(partition).encode()
+
+
+def _encode_mark(offset: int, timestamp_ms: int) -> bytes:
+    return f"{offset} {timestamp_ms}".encode()
+
+
+def _decode_mark(raw: bytes) -> tuple[int, int] | None:
+    try:
+        offset, ts = raw.split()
+        return int(offset), int(ts)
+    except ValueError:
+        return None
 
 
 class _Message:
@@ -81,6 +112,9 @@ class StateCheckpoint(Generic[S]):
         self._cache: dict[str, S | None] = {}
         self._dirty: set[str] = set()
         self._pending: list[Any] = []
+        self._marks: dict[int, tuple[int, int] | None] = {}
+        """Per source partition: (offset, record timestamp ms) of the last event the table's
+        state covers, or None when there is none."""
         self._last = clock() - phase * interval_s
         self.writes = 0
         self.lock = asyncio.Lock()
@@ -131,6 +165,38 @@ class StateCheckpoint(Generic[S]):
             self._partition[key] = partition
         self._dirty.add(key)
 
+    def mark(self, partition: int) -> tuple[int, int] | None:
+        """(offset, record timestamp ms) of the last event of ``partition`` that the state in
+        the table covers (None: no checkpoint yet)."""
+        try:
+            return self._marks[partition]
+        except KeyError:
+            pass
+        with in_partition(self._event(partition)):
+            raw = self.table.get(_mark_key(partition))
+        mark = self._marks[partition] = _decode_mark(raw) if raw is not None else None
+        return mark
+
+    def split(self, events: list[Any]) -> tuple[list[Any], list[Any]]:
+        """(replayed, new): events the checkpointed state already covers -- replayed from a
+        committed offset that lagged the checkpoint -- and the others, each in input order.
+        Hold both (:meth:`hold`): a replayed event is still acked at the next checkpoint."""
+        replayed: list[Any] = []
+        new: list[Any] = []
+        marks = self._marks
+        for e in events:
+            m = e.message
+            p = m.partition
+            mark = marks[p] if p in marks else self.mark(p)
+            if (mark is not None and m.offset <= mark[0]
+                    and m.timestamp * 1000 <= mark[1] + _MARK_SLACK_MS):
+                replayed.append(e)
+            else:
+                new.append(e)
+        if replayed:
+            metrics.REPLAYED_SKIPPED.labels(self.name).inc(len(replayed))
+        return replayed, new
+
     def hold(self, events: list[Any]) -> None:
         """Events whose effects are in memory only: acked at the next checkpoint."""
         self._pending.extend(events)
@@ -173,6 +239,19 @@ class StateCheckpoint(Generic[S]):
                 # (our own stream waits: the lock is held, and the dirty set cannot change)
                 await asyncio.sleep(0)
         n = len(self._dirty)
+        covered: dict[int, tuple[int, int]] = {}
+        for event in self._pending:
+            m = event.message
+            seen = covered.get(m.partition)
+            if seen is None or m.offset > seen[0]:
+                covered[m.partition] = (m.offset, int(m.timestamp * 1000))
+        for p, (offset, ts_ms) in covered.items():
+            old = self._marks.get(p)
+            if old is None or offset > old[0]:
+                with in_partition(self._event(p)):
+                    table[_mark_key(p)] = _encode_mark(offset, ts_ms)
+                self._marks[p] = (offset, ts_ms)
+                n += 1
         if n:
             metrics.CHANGELOG_WRITES.labels(self.name).inc(n)
             self.writes += n
@@ -187,6 +266,8 @@ class StateCheckpoint(Generic[S]):
         """Bring every key of this worker's table partitions into memory (for timers that
         must visit every household, e.g. to close the windows of silent meters)."""
         for raw_key in list(self.table.keys()):
+            if isinstance(raw_key, bytes) and raw_key.startswith(_MARK_PREFIX):
+                continue
             key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
             if key not in self._cache:
                 self.get(key)
@@ -198,5 +279,6 @@ class StateCheckpoint(Generic[S]):
         self._partition.clear()
         self._dirty.clear()
         self._pending.clear()
+        self._marks.clear()
         self.loaded = False
         self._last = self._clock()

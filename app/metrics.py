@@ -37,6 +37,10 @@ WINDOWS_CLOSED_BY_CLOCK = Counter(
     "Windows closed by the partition's event-time clock before the household's own next reading")
 CHANGELOG_WRITES = Counter("wattflow_table_writes_total",
                            "Table assignments (changelog messages) by table", ["table"])
+REPLAYED_SKIPPED = Counter(
+    "wattflow_replayed_messages_skipped_total",
+    "Readings-topic messages replayed from a committed offset behind the table's checkpoint, "
+    "skipped: the checkpointed state already holds them", ["table"])
 READINGS_WINDOWED = Counter("wattflow_readings_windowed_total", "Readings applied to windows")
 STAGE_READINGS = Counter("wattflow_stage_readings_total",
                          "Readings processed by a stage of the readings topic", ["stage"])
