@@ -6,3 +6,7 @@ agents in ``agents/`` wire these functions into streams.
 
 Clocks are injected (a ``now_ms`` argument), never read here.
 """
+
+from app.domain import native as _native
+
+_native.check()

@@ -15,7 +15,7 @@ entry for the meter (:meth:`MeterWork.bind`).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from app.domain.ingest_validate import (
@@ -48,13 +48,19 @@ class MeterWork:
         "household_id",
         "info",
         "last_ts_ms",
+        "meter_id",
         "power_max",
         "power_min",
         "recent",
         "series",
+        "tail",
+        "tail_ms",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, meter_id: str) -> None:
+        self.meter_id = meter_id
+        """The meter's key in :attr:`MeterStore.meters`, the same string object: adding it to
+        :attr:`MeterStore.changed` compares by identity, not by content."""
         self.last_ts_ms = NO_TS
         self.energy_wh: float | None = None
         self.energy_ts_ms = 0
@@ -70,6 +76,11 @@ class MeterWork:
         """``max_power_w x max_power_factor``: the cap of ``|power_w|`` and of every channel."""
         self.apparent_max = 0.0
         """``max_power_w x max_apparent_factor``."""
+        self.tail: str | None = None
+        """Suffix (``ts[19:]``) of the meter's last timestamp that the memo of
+        :data:`~app.domain.timestamps.TIMESTAMPS` resolved, and its value ``tail_ms``: a node
+        that samples at a fixed millisecond phase repeats it (a cache, not state)."""
+        self.tail_ms = 0
 
     def bind(self, info: MeterInfo, limits: IngestLimits) -> None:
         """Derive the cached bounds from ``info`` (the meter's registry entry)."""
@@ -85,12 +96,14 @@ class MeterWork:
         yet), remembering the last ``memory`` event times."""
         if self.last_ts_ms == NO_TS:
             return None
-        recent = self.recent[-memory:]
+        recent = self.recent
+        if len(recent) > memory:
+            recent = recent[-memory:]
         return MeterState(
             self.last_ts_ms,
             self.energy_wh,
             self.energy_ts_ms,
-            struct.pack(f"<{len(recent)}q", *recent),
+            _packer(len(recent))(*recent),
             self.candidate,
             self.series,
         )
@@ -103,6 +116,17 @@ class MeterWork:
         self.recent = list(struct.unpack(f"<{len(state.recent) // 8}q", state.recent))
         self.candidate = state.candidate
         self.series = state.series
+
+
+def _packer(n: int) -> Callable[..., bytes]:
+    """``struct.pack`` of ``n`` little-endian int64 (the layout of :attr:`MeterState.recent`)."""
+    pack = _PACKERS.get(n)
+    if pack is None:
+        pack = _PACKERS[n] = struct.Struct(f"<{n}q").pack
+    return pack
+
+
+_PACKERS: dict[int, Callable[..., bytes]] = {}
 
 
 class MeterStore:
@@ -127,7 +151,7 @@ class MeterStore:
         """Set a meter's state, e.g. read back from the changelog (not marked changed)."""
         work = self.meters.get(meter_id)
         if work is None:
-            work = self.meters[meter_id] = MeterWork()
+            work = self.meters[meter_id] = MeterWork(meter_id)
         work.thaw(state)
         self.changed.discard(meter_id)
 
