@@ -9,11 +9,11 @@ stamp=".venv/.constraints.sha"
 want="$(sha256sum constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   # the mypyc build of the ingestion hot loop, rebuilt when its sources changed
-  exec .venv/bin/python scripts/build_native.py --if-stale
+  exec scripts/build_native.sh
 fi
 echo "[bootstrap] installing Python dependencies into .venv (pip cache makes repeats fast)" >&2
 "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
 echo "$want" > "$stamp"
-.venv/bin/python scripts/build_native.py --if-stale
+exec scripts/build_native.sh
