@@ -24,8 +24,13 @@ A batch with readings of unknown meters refreshes the registry (rate-limited) an
 those readings again (``retry_unknown_ids``): the store already holds the rest of the batch.
 
 After a crash the stage resumes from the last checkpoint with that checkpoint's states and
-replays the same records: the same readings come out again (the downstream stages are
-deterministic and drop exact duplicates), and nothing acknowledged is lost.
+replays the records since. Before it does (on assignment, holding the lock: aiokafka's
+fetcher starts while the callback runs), it reads back the readings produced since the
+replay's first record (:func:`absorb_produced`): they are recorded in the store as accepted,
+and the replayed records whose readings are all in the readings topic are counted as exact
+duplicates instead of being ingested again (:class:`Replay`). So a crash or a rebalance
+produces no reading twice, except one lost in the crashed producer's buffer, which is
+produced for the first time. Nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -54,6 +59,7 @@ from app.domain.ingest import (
     retry_unknown_ids,
 )
 from app.domain.reading import Reading, encode_batch
+from app.domain.timestamps import parse_rfc3339_ms
 from app.main import app
 from app.runtime import json_encoder, partition_of, registry
 from app.settings import Settings, get_settings
@@ -202,6 +208,8 @@ class IngestService(Service):
         self.last_checkpoint = time.monotonic()
         self._committing: asyncio.Future[None] | None = None
         """The flush and commit of the last checkpoint, while they run."""
+        self.replay = Replay()
+        """Raw records of the current replay whose readings were produced already."""
 
     async def on_start(self) -> None:
         s = self.s
@@ -246,13 +254,28 @@ class IngestService(Service):
             async with self.lock:
                 records: list[RawRecord] = []
                 keys: list[bytes | None] = []
+                skipped = skipped_readings = skipped_tic = 0
+                replay = self.replay if self.replay.ends else None
                 for tp, msgs in batch.items():
                     for m in msgs:
-                        records.append(RawRecord(m.value or b"", tp.topic, tp.partition,
-                                                 m.offset, m.timestamp))
+                        rec = RawRecord(m.value or b"", tp.topic, tp.partition, m.offset,
+                                        m.timestamp)
+                        if replay is not None and (n := replay.already_produced(rec)):
+                            skipped_tic += tp.topic == self.s.topic_raw_tic
+                            skipped += 1
+                            skipped_readings += n
+                            continue
+                        records.append(rec)
                         keys.append(m.key)
                     if msgs:
                         self.positions[tp] = msgs[-1].offset + 1
+                if replay is not None:
+                    replay.passed(self.positions)
+                    if skipped:  # accounted as exact duplicates of what was produced
+                        metrics.RECORDS_IN.labels("tic").inc(skipped_tic)
+                        metrics.RECORDS_IN.labels("json").inc(skipped - skipped_tic)
+                        metrics.READINGS_DUPLICATE.inc(skipped_readings)
+                        metrics.REPLAY_SKIPPED_RECORDS.inc(skipped)
                 if records:
                     await self.stage.process(records, keys)
                 # also on empty fetches: a quiet topic still commits what it processed
@@ -308,10 +331,119 @@ class IngestService(Service):
             self.states.drop_partitions(partitions - still)
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        # under the lock: aiokafka's fetcher starts on the new assignment while this callback
+        # runs, and no record may be validated before its meters' states are restored
+        async with self.lock:
+            await self._assigned(assigned)
+
+    async def _assigned(self, assigned: list[TopicPartition]) -> None:
         partitions = sorted({tp.partition for tp in assigned})
         if partitions:
             n = await restore_states(self.s, partitions, self.states)
             log.info("ingest: restored %d meter states of partitions %s", n, partitions)
+            try:
+                replay = await absorb_produced(self.s, assigned, self.states)
+            except Exception:  # reading back only saves duplicates: never fatal
+                log.exception("ingest: could not read back the readings produced since the "
+                              "last checkpoint; the replay will produce some again")
+            else:
+                if replay.produced:
+                    log.info("ingest: %d readings already produced since the last checkpoint "
+                             "will not be produced again", len(replay.produced))
+                self.replay = replay
+
+
+READBACK_SLACK_MS = 60_000
+"""The read-back starts this long before the replay's first raw record: raw records carry their
+producers' clocks, so a later record of the replay can be older than the first."""
+
+
+class _RecordKey(msgspec.Struct):
+    """What identifies a raw record's readings without validating it: JSON readings and TIC
+    envelopes both carry the node and its event time."""
+
+    device_id: str = ""
+    ts: str = ""
+
+
+_record_keys = msgspec.json.Decoder(_RecordKey | list[_RecordKey])
+
+
+@dataclass
+class Replay:
+    """What a replay after an assignment must not produce a second time."""
+
+    ends: dict[TopicPartition, int] = field(default_factory=dict)
+    """Per raw partition, the end offset at assignment: records before it are replayed."""
+    produced: set[tuple[str, int]] = field(default_factory=set)
+    """``(device_id, ts_ms)`` of every reading already in the readings topic."""
+
+    def already_produced(self, rec: RawRecord) -> int:
+        """The number of readings of ``rec`` if it is a replayed record whose readings are
+        all in the readings topic already, else 0 (it goes through ingestion)."""
+        end = self.ends.get(TopicPartition(rec.topic, rec.partition))
+        if end is None or rec.offset >= end:
+            return 0
+        try:
+            keys = _record_keys.decode(rec.value)
+        except msgspec.DecodeError:
+            return 0
+        items = keys if isinstance(keys, list) else [keys]
+        for k in items:
+            ts_ms = parse_rfc3339_ms(k.ts)
+            if ts_ms is None or (k.device_id, ts_ms) not in self.produced:
+                return 0
+        return len(items)
+
+    def passed(self, positions: dict[TopicPartition, int]) -> None:
+        """Forget partitions whose replay is over (and everything once all are)."""
+        for tp in [tp for tp, end in self.ends.items() if positions.get(tp, 0) >= end]:
+            del self.ends[tp]
+        if not self.ends:
+            self.produced.clear()
+
+
+async def absorb_produced(s: Settings, assigned: list[TopicPartition],
+                          states: MeterStates) -> Replay:
+    """Before replaying ``assigned`` from the committed offsets: the readings of their meters
+    that are already in the readings topic, produced after the last checkpoint by a worker
+    that then crashed (or by this one before a rebalance). They are recorded in the store as
+    accepted (so that the records after them are validated against them), and their raw
+    records are not ingested again (:class:`Replay`: counted as duplicates), so the stages
+    after ingestion see each reading once (``app.emitted`` does the same for windows). A
+    reading lost in a crashed producer is not in the topic, and its record is ingested again.
+    """
+    from app.emitted import group_replay_start_times, read_readings
+
+    starts = await group_replay_start_times(s, f"{s.app_id}-ingest", list(assigned))
+    if not starts:
+        return Replay()  # nothing to replay
+    owned = {tp.partition for tp in assigned}
+    raw_partition = partition_of  # raw records are keyed by meter id (Kafka's partitioner)
+
+    def mine(r: Reading) -> bool:
+        p = states.partition.get(r.meter_id)
+        return (raw_partition(r.meter_id) if p is None else p) in owned
+
+    readings = await read_readings(s, min(starts.values()) - READBACK_SLACK_MS, mine)
+    if not readings:
+        return Replay()
+    ends = await _end_offsets(s, list(starts))
+    for r in readings:
+        states.partition.setdefault(r.meter_id, raw_partition(r.meter_id))
+    states.store.absorb(readings, LIMITS.dedup_memory)
+    metrics.INGEST_READBACK.inc(len(readings))
+    return Replay(ends, {(r.device_id or "", r.ts_ms) for r in readings if not r.implausible})
+
+
+async def _end_offsets(s: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
+                                enable_auto_commit=False, client_id=f"{s.app_id}-ingest-ends")
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
 
 
 async def ensure_changelog(s: Settings) -> None:

@@ -64,8 +64,9 @@ _due: dict[int, int] = {}
 
 class LateRecord(msgspec.Struct, frozen=True):
     reason: str
-    """``late`` (beyond the grace period), ``future`` (beyond the allowed clock skew) or
-    ``duplicate`` (same household and event time already applied)."""
+    """``late`` (beyond the grace period) or ``future`` (beyond the allowed clock skew).
+    Exact duplicates are dropped and counted instead
+    (``wattflow_windows_duplicates_dropped_total``)."""
     reading: Reading
 
 
@@ -179,8 +180,8 @@ async def _apply(by_household: dict[str, list[Reading]], now_ms: int) -> int:
             await send_late("late", result.late)
         if result.future:
             await send_late("future", result.future)
-        if result.duplicates:
-            await send_late("duplicate", result.duplicates)
+        if result.duplicates:  # same meter and time as one applied: dropped and counted
+            metrics.WINDOWS_DUPLICATES.inc(len(result.duplicates))
     return n
 
 

@@ -25,11 +25,13 @@ read-back then covers more than needed, never less.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app.domain.reading import Reading, decode_batch
 from app.domain.windows import ClosedWindow
 from app.settings import Settings
 
@@ -56,11 +58,20 @@ async def replay_start_times(s: Settings, partitions: list[int]) -> dict[int, in
     """Kafka timestamp (ms) of the first readings message each partition will replay; a
     partition with nothing to replay is left out."""
     tps = [TopicPartition(s.topic_readings, p) for p in partitions]
+    found = await group_replay_start_times(s, s.app_id, tps)
+    return {tp.partition: t for tp, t in found.items()}
+
+
+async def group_replay_start_times(s: Settings, group: str, tps: list[TopicPartition]
+                                   ) -> dict[TopicPartition, int]:
+    """Kafka timestamp (ms) of the message at consumer group ``group``'s committed offset of
+    each of ``tps`` (where a replay starts; the beginning if never committed); partitions with
+    nothing to replay are left out."""
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_servers,
                                 client_id=f"{s.app_id}-emitted")
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(s.app_id, partitions=tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
@@ -69,7 +80,7 @@ async def replay_start_times(s: Settings, partitions: list[int]) -> dict[int, in
     try:
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
-        out: dict[int, int] = {}
+        out: dict[TopicPartition, int] = {}
         for tp in tps:
             meta = committed.get(tp)
             # never committed (a first worker that crashed before its first commit): the
@@ -81,7 +92,7 @@ async def replay_start_times(s: Settings, partitions: list[int]) -> dict[int, in
             consumer.assign([tp])
             consumer.seek(tp, offset)
             msg = await consumer.getone()
-            out[tp.partition] = msg.timestamp
+            out[tp] = msg.timestamp
         return out
     finally:
         await consumer.stop()
@@ -131,3 +142,40 @@ async def already_emitted(s: Settings, partitions: list[int],
     """Windows a replay of ``partitions`` from their committed offsets would emit again."""
     since = await replay_start_times(s, partitions)
     return await read_window_keys(s, since, topics)
+
+
+async def read_readings(s: Settings, since_ms: int,
+                        keep: Callable[[Reading], bool]) -> list[Reading]:
+    """The readings in the readings topic (every partition) from Kafka time ``since_ms`` to the
+    end, those for which ``keep`` is true, in topic order per partition."""
+    out: list[Reading] = []
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
+                                enable_auto_commit=False, client_id=f"{s.app_id}-emitted")
+    await consumer.start()
+    try:
+        tps = {TopicPartition(s.topic_readings, p): since_ms for p in range(s.partitions)}
+        found = await consumer.offsets_for_times(tps)
+        ends = await consumer.end_offsets(list(tps))
+        todo = {tp: (at.offset, ends[tp]) for tp, at in found.items()
+                if at is not None and at.offset < ends[tp]}
+        if not todo:
+            return out
+        consumer.assign(list(todo))
+        for tp, (start, _) in todo.items():
+            consumer.seek(tp, start)
+        while todo:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for m in records:
+                    try:
+                        readings = decode_batch(m.value or b"")
+                    except msgspec.DecodeError:
+                        continue
+                    out.extend(r for r in readings if keep(r))
+                if tp in todo and records and records[-1].offset + 1 >= todo[tp][1]:
+                    del todo[tp]
+        return out
+    finally:
+        await consumer.stop()

@@ -37,6 +37,18 @@ WINDOWS_CLOSED_BY_CLOCK = Counter(
     "Windows closed by the partition's event-time clock before the household's own next reading")
 CHANGELOG_WRITES = Counter("wattflow_table_writes_total",
                            "Table assignments (changelog messages) by table", ["table"])
+WINDOWS_DUPLICATES = Counter(
+    "wattflow_windows_duplicates_dropped_total",
+    "Readings the windows stage dropped as exact duplicates (same meter and time as a reading "
+    "already applied; e.g. re-sent by the ingest stage replaying after a crash or rebalance)")
+INGEST_READBACK = Counter(
+    "wattflow_ingest_readback_readings_total",
+    "Readings found already produced when raw partitions were assigned (after a crash or a "
+    "rebalance), read back from the readings topic")
+REPLAY_SKIPPED_RECORDS = Counter(
+    "wattflow_ingest_replay_skipped_records_total",
+    "Replayed raw records whose readings were already produced: counted as duplicates, not "
+    "ingested again")
 REPLAYED_SKIPPED = Counter(
     "wattflow_replayed_messages_skipped_total",
     "Readings-topic messages replayed from a committed offset behind the table's checkpoint, "

@@ -15,6 +15,7 @@ entry for the meter (:meth:`MeterWork.bind`).
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -24,6 +25,7 @@ from app.domain.ingest_validate import (
     IngestLimits,
     MeterState,
 )
+from app.domain.reading import Reading
 from app.domain.registry import MeterInfo
 
 NO_TS: Final = -(2**63)
@@ -155,6 +157,51 @@ class MeterStore:
         work.thaw(state)
         self.changed.discard(meter_id)
 
+    def absorb(self, readings: Iterable[Reading], memory: int = DEFAULT_LIMITS.dedup_memory
+               ) -> int:
+        """Record readings as accepted that this store's owner already produced but its last
+        checkpoint predates (read back from the readings topic after a crash or a
+        rebalance), so that their raw records, replayed, are exact duplicates instead of
+        being produced a second time. Marks the meters changed; returns how many readings
+        were new to the store.
+
+        A reading newer than the meter's last one moves it on as the fast path does (event
+        time, counter and its series, no pending discontinuity); an older one joins the
+        dedup memory. Readings flagged ``implausible`` were never accepted: skipped."""
+        meters = self.meters
+        n = 0
+        for r in sorted(readings, key=_by_meter_time):
+            if r.implausible:
+                continue
+            meter_id = r.meter_id
+            w = meters.get(meter_id)
+            if w is None:
+                w = meters[meter_id] = MeterWork(meter_id)
+            ts = r.ts_ms
+            recent = w.recent
+            if ts > w.last_ts_ms:
+                w.last_ts_ms = ts
+                energy = r.energy_wh
+                if energy is not None:
+                    kept = w.energy_wh
+                    if r.counter_series != w.series or kept is None or energy > kept:
+                        w.energy_wh = energy
+                    w.energy_ts_ms = ts
+                    w.candidate = None
+                if r.counter_series > w.series:
+                    w.series = r.counter_series
+                recent.append(ts)
+            else:
+                i = bisect_left(recent, ts)
+                if i < len(recent) and recent[i] == ts:
+                    continue
+                recent.insert(i, ts)
+            if len(recent) >= 2 * memory:
+                del recent[:-memory]
+            self.changed.add(w.meter_id)
+            n += 1
+        return n
+
     def state(self, meter_id: str, memory: int = DEFAULT_LIMITS.dedup_memory) -> MeterState | None:
         """A meter's current state (``None`` when it has none), as it would be stored."""
         work = self.meters.get(meter_id)
@@ -178,3 +225,7 @@ class MeterStore:
         for meter_id in meter_ids:
             self.meters.pop(meter_id, None)
             self.changed.discard(meter_id)
+
+
+def _by_meter_time(r: Reading) -> tuple[str, int]:
+    return (r.meter_id, r.ts_ms)

@@ -146,3 +146,36 @@ async def test_an_unknown_meter_is_validated_again_after_a_registry_refresh(  # 
     assert sorted(r.meter_id for r in readings) == ["m1", "m9"]  # m1 once
     dead = [orjson.loads(v) for _, _, v, _, _ in stage.producer.on(S.topic_deadletter)]
     assert [(d["reason"], d["meter_id"]) for d in dead] == [("unknown_id", "m8")]
+
+
+def test_a_replayed_record_is_skipped_only_when_all_its_readings_were_produced() -> None:
+    from aiokafka import TopicPartition
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+    def doc(device: str, ms: int) -> dict[str, object]:
+        return {"v": 1, "device_id": device, "meter_id": "m", "household_id": "h",
+                "ts": iso(ms), "power_w": 1.0}
+
+    topic = S.topic_raw_json
+    replay = ingest.Replay({TopicPartition(topic, 0): 10},
+                           {("n1", T0), ("n1", T0 + 1000), ("n2", T0)})
+
+    def rec(value: object, offset: int = 3, partition: int = 0) -> RawRecord:
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        return RawRecord(raw, topic, partition, offset, T0)
+
+    assert replay.already_produced(rec(doc("n1", T0))) == 1
+    assert replay.already_produced(rec([doc("n1", T0), doc("n1", T0 + 1000)])) == 2
+    assert replay.already_produced(rec([doc("n1", T0), doc("n1", T0 + 2000)])) == 0  # not all
+    assert replay.already_produced(rec(doc("n1", T0 + 2000))) == 0  # never produced
+    assert replay.already_produced(rec(doc("n1", T0), offset=10)) == 0  # after the replay
+    assert replay.already_produced(rec(doc("n1", T0), partition=1)) == 0  # not replayed
+    assert replay.already_produced(rec(b"{not json")) == 0  # ingestion says what it is
+    tic = {"v": 1, "device_id": "n2", "ts": iso(T0), "frame": "\u0002\n...\u0003"}
+    assert replay.already_produced(RawRecord(orjson.dumps(tic), topic, 0, 4, T0)) == 1
+    replay.passed({TopicPartition(topic, 0): 9})
+    assert replay.ends and replay.produced
+    replay.passed({TopicPartition(topic, 0): 10})
+    assert not replay.ends and not replay.produced

@@ -103,6 +103,18 @@ async def test_sigkill_mid_load_gives_the_same_windows(world: World, tmp_path_fa
         assert w.energy_wh == pytest.approx((200.0 + 60 * i) / 60.0, abs=1e-6), w
         assert w.readings == 60 and w.coverage == pytest.approx(1.0)
         assert not w.counter_reset and start % 60_000 == 0
+    # the readings produced after the ingest stage's last checkpoint were read back before
+    # its replay (agents/ingest.absorb_produced): none is produced twice, so no stage sees a
+    # duplicate and nothing goes to the late topic
+    assert await consume_all(s, s.topic_late, idle_s=1.0) == []
+    m = world.metrics(restarted)
+    assert m.get("wattflow_windows_duplicates_dropped_total", 0.0) == 0.0
+    # the replayed records already produced are exact duplicates, and nothing is dead-lettered
+    assert m["wattflow_readings_duplicate_total"] == m.get(
+        "wattflow_ingest_replay_skipped_records_total", 0.0)
+    assert m.get("wattflow_deadletters_total", 0.0) == 0.0
+    assert (m["wattflow_readings_valid_total"] + m["wattflow_readings_duplicate_total"]
+            == m["wattflow_raw_records_total"])
 
 
 async def test_two_workers_give_the_same_windows_as_one(world: World) -> None:

@@ -859,3 +859,37 @@ def test_power_beyond_the_connection_is_dead_lettered_and_forwarded_for_spike_de
     # an exporting meter's power beyond minus the connection is a spike too
     export = reading(T0, meter_id="m-2", household_id="hh-2", power_w=-60_000.0)
     assert [r.power_w for r in run([rec(export)]).implausible] == [-60_000.0]
+
+
+def test_absorbing_readings_already_produced_makes_their_replay_duplicates() -> None:
+    """A worker checkpoints, ingests more, produces those readings and crashes; the next owner
+    restores the checkpoint and reads back what was produced (agents/ingest.absorb_produced):
+    the store is then as the crashed worker's was, and the replayed records are duplicates."""
+    first = [rec(reading(T0 + 1000 * i, energy_wh=1000.0 + i), offset=i) for i in range(5)]
+    first.append(rec(reading(T0, meter="m-2", energy_wh=50.0), offset=5))
+    later = [
+        rec(reading(T0 + 5000, energy_wh=1005.0), offset=6),
+        rec(reading(T0 + 2500, energy_wh=1002.5), offset=7),  # late: accepted, no counter move
+        rec(reading(T0 + 6000, energy_wh=0.5), offset=8),  # meter replaced: counter reset
+        rec(reading(T0 + 7000, power_w=90_000.0), offset=9),  # beyond the connection
+        rec(reading(T0 + 1000, meter="m-2", energy_wh=50.1), offset=10),
+        rec(reading(T0, meter="m-1"), offset=11),  # a duplicate: nothing produced
+    ]
+    crashed = MeterStore()
+    ingest_batch(first, REGISTRY, crashed)
+    checkpoint = crashed.take_changed()
+    produced = ingest_batch(later, REGISTRY, crashed)
+    assert len(produced.readings) == 4 and len(produced.implausible) == 1
+    assert produced.readings[2].counter_series == 1 and len(produced.counter_resets) == 1
+
+    owner = MeterStore(checkpoint.items())
+    # what the readings topic holds: the readings, and the flagged one for spike detection
+    assert owner.absorb([*produced.readings, *produced.implausible]) == 4
+    assert owner.changed == {"m-1", "m-2"}
+    assert stored(owner, IngestLimits()) == stored(crashed, IngestLimits())
+    assert owner.absorb(produced.readings) == 0  # twice is once
+    replay = ingest_batch(later, REGISTRY, owner)
+    assert replay.readings == [] and replay.duplicates == 5
+    assert [d.reason.value for d in replay.dead] == ["out_of_range"]  # rejected again
+    after = ingest_batch([rec(reading(T0 + 8000, energy_wh=0.7), offset=12)], REGISTRY, owner)
+    assert [(r.ts_ms, r.counter_series) for r in after.readings] == [(T0 + 8000, 1)]
