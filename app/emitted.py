@@ -25,7 +25,7 @@ read-back then covers more than needed, never less.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -98,43 +98,49 @@ async def group_replay_start_times(s: Settings, group: str, tps: list[TopicParti
         await consumer.stop()
 
 
+async def _values_since(s: Settings, since: dict[TopicPartition, int]) -> AsyncIterator[bytes]:
+    """The values of the records of each partition from Kafka time ``since[tp]`` to the end
+    it had when the read began."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
+                                enable_auto_commit=False, client_id=f"{s.app_id}-emitted")
+    await consumer.start()
+    try:
+        found = await consumer.offsets_for_times(since)
+        ends = await consumer.end_offsets(list(since))
+        todo = {tp: ends[tp] for tp, at in found.items()
+                if at is not None and at.offset < ends[tp]}
+        if not todo:
+            return
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, found[tp].offset)
+        while todo:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for m in records:
+                    yield m.value or b""
+                if tp in todo and records and records[-1].offset + 1 >= todo[tp]:
+                    del todo[tp]
+    finally:
+        await consumer.stop()
+
+
 async def read_window_keys(s: Settings, since_ms: dict[int, int],
                            topics: list[str]) -> set[WindowKey]:
     """Keys of the windows in ``topics`` (partition ``p`` from time ``since_ms[p]``)."""
     out: set[WindowKey] = set()
     if not since_ms:
         return out
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
-                                enable_auto_commit=False, client_id=f"{s.app_id}-emitted")
-    await consumer.start()
-    try:
-        for topic in topics:
-            tps = {TopicPartition(topic, p): t for p, t in since_ms.items()}
-            found = await consumer.offsets_for_times(tps)
-            ends = await consumer.end_offsets(list(tps))
-            todo = {tp: (at.offset, ends[tp]) for tp, at in found.items()
-                    if at is not None and at.offset < ends[tp]}
-            if not todo:
-                continue
-            consumer.assign(list(todo))
-            for tp, (start, _) in todo.items():
-                consumer.seek(tp, start)
-            while todo:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-                if not batch:
-                    break
-                for tp, records in batch.items():
-                    for m in records:
-                        try:
-                            k = _decode_key(m.value)
-                        except msgspec.DecodeError:
-                            continue
-                        out.add((k.household_id, k.size, k.start_ms))
-                    if tp in todo and records and records[-1].offset + 1 >= todo[tp][1]:
-                        del todo[tp]
-        return out
-    finally:
-        await consumer.stop()
+    since = {TopicPartition(t, p): ms for t in topics for p, ms in since_ms.items()}
+    async for value in _values_since(s, since):
+        try:
+            k = _decode_key(value)
+        except msgspec.DecodeError:
+            continue
+        out.add((k.household_id, k.size, k.start_ms))
+    return out
 
 
 async def already_emitted(s: Settings, partitions: list[int],
@@ -149,33 +155,11 @@ async def read_readings(s: Settings, since_ms: int,
     """The readings in the readings topic (every partition) from Kafka time ``since_ms`` to the
     end, those for which ``keep`` is true, in topic order per partition."""
     out: list[Reading] = []
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
-                                enable_auto_commit=False, client_id=f"{s.app_id}-emitted")
-    await consumer.start()
-    try:
-        tps = {TopicPartition(s.topic_readings, p): since_ms for p in range(s.partitions)}
-        found = await consumer.offsets_for_times(tps)
-        ends = await consumer.end_offsets(list(tps))
-        todo = {tp: (at.offset, ends[tp]) for tp, at in found.items()
-                if at is not None and at.offset < ends[tp]}
-        if not todo:
-            return out
-        consumer.assign(list(todo))
-        for tp, (start, _) in todo.items():
-            consumer.seek(tp, start)
-        while todo:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if not batch:
-                break
-            for tp, records in batch.items():
-                for m in records:
-                    try:
-                        readings = decode_batch(m.value or b"")
-                    except msgspec.DecodeError:
-                        continue
-                    out.extend(r for r in readings if keep(r))
-                if tp in todo and records and records[-1].offset + 1 >= todo[tp][1]:
-                    del todo[tp]
-        return out
-    finally:
-        await consumer.stop()
+    since = {TopicPartition(s.topic_readings, p): since_ms for p in range(s.partitions)}
+    async for value in _values_since(s, since):
+        try:
+            readings = decode_batch(value)
+        except msgspec.DecodeError:
+            continue
+        out.extend(r for r in readings if keep(r))
+    return out
