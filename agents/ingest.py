@@ -133,11 +133,12 @@ class IngestStage:
             await registry.refresh()
         now_ms = int(time.time() * 1000)
         store = self.states.store
-        result = ingest_batch(records, registry, store, LIMITS, now_ms=now_ms)
+        result = ingest_batch(records, registry.snapshot, store, LIMITS, now_ms=now_ms)
         if any(d.reason == "unknown_id" for d in result.dead) and await registry.refresh(
                 min_age_s=5.0):
             # a meter may have been registered since the last refresh: validate those again
-            result = retry_unknown_ids(result, records, registry, store, LIMITS, now_ms=now_ms)
+            result = retry_unknown_ids(result, records, registry.snapshot, store, LIMITS,
+                                       now_ms=now_ms)
         received_ms = max((r.received_ms for r in records), default=None)
         # readings beyond the connection were dead-lettered; they also travel, flagged, to the
         # anomaly stage (spike alerts) -- every other stage skips them

@@ -89,6 +89,15 @@ class Registry(Mapping[str, MeterInfo]):
     def __len__(self) -> int:
         return len(self._meters)
 
+    def get(self, key: str, default: MeterInfo | None = None) -> MeterInfo | None:  # type: ignore[override]
+        return self._meters.get(key, default)
+
+    @property
+    def snapshot(self) -> Mapping[str, MeterInfo]:
+        """The current snapshot itself (replaced, never changed, by :meth:`refresh`): what
+        ingestion looks meters up in, once per reading, at a plain dict's speed."""
+        return self._meters
+
     @property
     def stale(self) -> bool:
         return time.monotonic() - self._loaded_at >= self.refresh_s

@@ -42,6 +42,10 @@ class FakeProducer:
 class _Registry(dict):  # type: ignore[type-arg]
     stale = False
 
+    @property
+    def snapshot(self) -> dict[str, MeterInfo]:
+        return self
+
     async def refresh(self, *, min_age_s: float = 0.0) -> bool:
         return False
 
@@ -131,8 +135,7 @@ async def test_restored_states_are_continued_and_not_written_back(stage) -> None
 
 async def test_an_unknown_meter_is_validated_again_after_a_registry_refresh(  # type: ignore[no-untyped-def]
         stage, monkeypatch: pytest.MonkeyPatch) -> None:
-    class Refreshing(dict):  # type: ignore[type-arg]
-        stale = False
+    class Refreshing(_Registry):
 
         async def refresh(self, *, min_age_s: float = 0.0) -> bool:
             self["m9"] = MeterInfo("h9", 9000.0, False)

@@ -41,6 +41,8 @@ async def test_migrations_are_idempotent_and_registry_round_trips(local_stack: N
         await reg.refresh()
         assert f"pg-{tag}-m1" not in reg
         assert reg[f"pg-{tag}-m2"] == meters[f"pg-{tag}-m2"]
+        assert reg.get(f"pg-{tag}-m2") == reg.snapshot[f"pg-{tag}-m2"] == meters[f"pg-{tag}-m2"]
+        assert reg.get(f"pg-{tag}-m1") is None and f"pg-{tag}-m1" not in reg.snapshot
         assert not reg.stale
 
         # constraints hold: a meter cannot carry a non-positive connection power
