@@ -414,10 +414,10 @@ async def absorb_produced(s: Settings, assigned: list[TopicPartition],
     after ingestion see each reading once (``app.emitted`` does the same for windows). A
     reading lost in a crashed producer is not in the topic, and its record is ingested again.
     """
-    from app.emitted import group_replay_start_times, read_readings
+    from app.emitted import group_replay_ranges, read_readings
 
-    starts = await group_replay_start_times(s, f"{s.app_id}-ingest", list(assigned))
-    if not starts:
+    ranges = await group_replay_ranges(s, f"{s.app_id}-ingest", list(assigned))
+    if not ranges:
         return Replay()  # nothing to replay
     owned = {tp.partition for tp in assigned}
     raw_partition = partition_of  # raw records are keyed by meter id (Kafka's partitioner)
@@ -426,25 +426,16 @@ async def absorb_produced(s: Settings, assigned: list[TopicPartition],
         p = states.partition.get(r.meter_id)
         return (raw_partition(r.meter_id) if p is None else p) in owned
 
-    readings = await read_readings(s, min(starts.values()) - READBACK_SLACK_MS, mine)
+    since = min(r.start_ms for r in ranges.values()) - READBACK_SLACK_MS
+    readings = await read_readings(s, since, mine)
     if not readings:
         return Replay()
-    ends = await _end_offsets(s, list(starts))
     for r in readings:
         states.partition.setdefault(r.meter_id, raw_partition(r.meter_id))
     states.store.absorb(readings, LIMITS.dedup_memory)
     metrics.INGEST_READBACK.inc(len(readings))
-    return Replay(ends, {(r.device_id or "", r.ts_ms) for r in readings if not r.implausible})
-
-
-async def _end_offsets(s: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_servers, group_id=None,
-                                enable_auto_commit=False, client_id=f"{s.app_id}-ingest-ends")
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
+    return Replay({tp: r.end for tp, r in ranges.items()},
+                  {(r.device_id or "", r.ts_ms) for r in readings if not r.implausible})
 
 
 async def ensure_changelog(s: Settings) -> None:

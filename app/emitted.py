@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -58,15 +59,22 @@ async def replay_start_times(s: Settings, partitions: list[int]) -> dict[int, in
     """Kafka timestamp (ms) of the first readings message each partition will replay; a
     partition with nothing to replay is left out."""
     tps = [TopicPartition(s.topic_readings, p) for p in partitions]
-    found = await group_replay_start_times(s, s.app_id, tps)
-    return {tp.partition: t for tp, t in found.items()}
+    found = await group_replay_ranges(s, s.app_id, tps)
+    return {tp.partition: r.start_ms for tp, r in found.items()}
 
 
-async def group_replay_start_times(s: Settings, group: str, tps: list[TopicPartition]
-                                   ) -> dict[TopicPartition, int]:
-    """Kafka timestamp (ms) of the message at consumer group ``group``'s committed offset of
-    each of ``tps`` (where a replay starts; the beginning if never committed); partitions with
-    nothing to replay are left out."""
+class ReplayRange(NamedTuple):
+    start_ms: int
+    """Kafka timestamp of the first message to replay (at the committed offset)."""
+    end: int
+    """End offset when asked: the replay covers the messages before it."""
+
+
+async def group_replay_ranges(s: Settings, group: str, tps: list[TopicPartition]
+                              ) -> dict[TopicPartition, ReplayRange]:
+    """What consumer group ``group`` would replay of each of ``tps``, from its committed
+    offset (the beginning if never committed); partitions with nothing to replay are left
+    out."""
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_servers,
                                 client_id=f"{s.app_id}-emitted")
     await admin.start()
@@ -80,7 +88,7 @@ async def group_replay_start_times(s: Settings, group: str, tps: list[TopicParti
     try:
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
-        out: dict[TopicPartition, int] = {}
+        out: dict[TopicPartition, ReplayRange] = {}
         for tp in tps:
             meta = committed.get(tp)
             # never committed (a first worker that crashed before its first commit): the
@@ -92,7 +100,7 @@ async def group_replay_start_times(s: Settings, group: str, tps: list[TopicParti
             consumer.assign([tp])
             consumer.seek(tp, offset)
             msg = await consumer.getone()
-            out[tp] = msg.timestamp
+            out[tp] = ReplayRange(msg.timestamp, ends[tp])
         return out
     finally:
         await consumer.stop()

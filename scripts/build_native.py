@@ -18,7 +18,7 @@ C compiler and the Python headers; mypy, which ships mypyc, is a dev dependency)
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["app/domain/ingest.py", "app/domain/ingest_store.py"]
+MODULES = ["app/domain/ingest.py", "app/domain/ingest_store.py"]  # = app.domain.native.MODULES
 BUILD = "build/native"
 BUILD_EXT = ["build_ext", "--inplace", f"--build-temp={BUILD}/temp", f"--build-lib={BUILD}/lib"]
 
@@ -40,23 +40,20 @@ def clean() -> None:
     shutil.rmtree(ROOT / BUILD, ignore_errors=True)
 
 
-def _hashes() -> dict[str, str]:
-    return {Path(m).stem: hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in MODULES}
-
-
-def _current() -> bool:
-    """The build in place was made from the sources as they are (app.domain.native)."""
-    stamp = ROOT / "app/domain/native.json"
-    try:
-        return bool(json.loads(stamp.read_text()) == _hashes()) and all(
-            any((ROOT / "app/domain").glob(f"{Path(m).stem}.cpython-*")) for m in MODULES)
-    except (OSError, ValueError):
-        return False
+def _native():  # type: ignore[no-untyped-def]
+    """``app/domain/native.py`` by path (importing ``app.domain`` would run its check)."""
+    spec = importlib.util.spec_from_file_location("_wattflow_native",
+                                                  ROOT / "app/domain/native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
     os.chdir(ROOT)
-    if "--if-stale" in sys.argv[1:] and _current():
+    native = _native()
+    if "--if-stale" in sys.argv[1:] and native.current():
         return
     clean()
     if "--clean" in sys.argv[1:]:
@@ -73,7 +70,7 @@ def main() -> None:
         ext_modules=mypycify(MODULES, separate=True, target_dir=BUILD, opt_level="3"),
         script_args=["-q", *BUILD_EXT],
     )
-    (ROOT / "app/domain/native.json").write_text(json.dumps(_hashes(), indent=1) + "\n")
+    native.STAMP.write_text(json.dumps(native.source_hashes(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
